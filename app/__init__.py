@@ -1,0 +1,79 @@
+"""Lookalike: a self-hosted reverse image search engine (Flask + Milvus + HF encoders)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: type | Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: config -> extensions -> blueprints -> errors -> commands.
+
+    A config class (``TestConfig``, ``ProductionConfig``) replaces the defaults and
+    the LOOKALIKE_* environment still applies over it; a mapping is applied last,
+    over the environment, for tests and code that embeds the app.
+    """
+    instance = (config.get("INSTANCE_PATH") if isinstance(config, Mapping) else None) \
+        or os.environ.get("LOOKALIKE_INSTANCE_PATH")
+    app = Flask(
+        __name__,
+        instance_path=str(Path(instance).resolve()) if instance else str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    configure(app, config)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def configure(app: Flask, config: type | Mapping[str, Any] | None) -> None:
+    from app.config import Config
+
+    app.config.from_object(config if isinstance(config, type) else Config)
+    app.config.from_prefixed_env("LOOKALIKE")
+    if isinstance(config, Mapping):
+        app.config.update(config)
+    app.config["SECRET_KEY"] = str(app.config["SECRET_KEY"])
+
+
+def register_extensions(app: Flask) -> None:
+    from flask_wtf.csrf import CSRFProtect
+
+    from app import extensions
+
+    csrf = CSRFProtect(app)
+    app.extensions["lookalike.csrf"] = csrf
+    extensions.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from app.api.routes import bp as api_bp
+    from app.media.routes import bp as media_bp
+    from app.search.routes import bp as search_bp
+
+    app.register_blueprint(search_bp)
+    app.register_blueprint(media_bp)
+    # The JSON API is stateless (no session cookie to ride on): no CSRF token.
+    app.extensions["lookalike.csrf"].exempt(api_bp)
+    app.register_blueprint(api_bp, url_prefix="/api")
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from app.errors import init_app
+
+    init_app(app)
+
+
+def register_commands(app: Flask) -> None:
+    from app.cli import init_app
+
+    init_app(app)

@@ -1,0 +1,86 @@
+"""JSON API: search by upload or by gallery key, and health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from flask import Blueprint, current_app, jsonify, request, url_for
+from flask.typing import ResponseReturnValue
+
+from app.exceptions import BadRequest, LookalikeError
+from app.extensions import encoder, images, vectors
+from app.search.service import SearchResult, find_similar, find_similar_to_key, parse_k
+
+bp = Blueprint("api", __name__)
+
+
+@bp.post("/search")
+def search_upload() -> ResponseReturnValue:
+    files = request.files.getlist("image")
+    if len(files) != 1:
+        raise BadRequest("Send exactly one image as the multipart field 'image'.")
+    k = _k(request.form.get("k", request.args.get("k")))
+    result = find_similar(files[0].read(), k, encoder=encoder(), vectors=vectors(),
+                          max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
+    return jsonify(_payload(result))
+
+
+@bp.get("/search")
+def search_key() -> ResponseReturnValue:
+    key = request.args.get("key", "")
+    if not key:
+        raise BadRequest("Give a gallery image key (?key=...) or POST an image.")
+    return jsonify(_payload(find_similar_to_key(key, _k(request.args.get("k")), vectors=vectors())))
+
+
+@bp.get("/health")
+def health() -> ResponseReturnValue:
+    """Readiness: model loaded, Milvus and the image store reachable."""
+    report: dict[str, Any] = {"status": "ok"}
+    try:
+        enc = encoder()
+        report["model"] = {"id": enc.name, "dim": enc.dim, "device": enc.device,
+                           "dtype": enc.dtype, "threads": torch.get_num_threads()}
+    except LookalikeError as exc:
+        report["model"] = {"id": current_app.config["MODEL"], "error": exc.message}
+    try:
+        store = vectors()
+        store.ping()
+        report["milvus"] = {"mode": "lite" if store.lite else "server", "reachable": True,
+                            "collection": store.alias, "gallery_size": store.count()}
+    except LookalikeError as exc:
+        current_app.extensions["lookalike.vectors"].reset()
+        report["milvus"] = {"reachable": False, "error": exc.message}
+    try:
+        image_store = images()
+        image_store.ping()
+        report["storage"] = {"backend": image_store.backend, "reachable": True}
+    except LookalikeError as exc:
+        report["storage"] = {"reachable": False, "error": exc.message}
+    healthy = "error" not in report["model"] and report["milvus"]["reachable"] \
+        and report["storage"]["reachable"]
+    report["status"] = "ok" if healthy else "unavailable"
+    return jsonify(report), 200 if healthy else 503
+
+
+def _k(raw: Any) -> int:
+    return parse_k(raw, default=current_app.config["DEFAULT_K"], maximum=current_app.config["MAX_K"])
+
+
+def _payload(result: SearchResult) -> dict[str, Any]:
+    return {
+        "results": [
+            {
+                "rank": m.rank,
+                "key": m.key,
+                "score": m.score,
+                "label": m.label or None,
+                "image_url": url_for("media.image", key=m.key, _external=True),
+                "thumb_url": url_for("media.thumb", key=m.key, _external=True),
+                "metadata": m.metadata,
+            }
+            for m in result.matches
+        ],
+        "timings_ms": result.timings_ms,
+    }

@@ -1,0 +1,164 @@
+"""The image encoder: any HF vision backbone, an optional projection head, L2 norm.
+
+``Encoder.embed`` is the only way an image becomes a vector, at index time, at
+query time and in the trainer's evaluation, so the preprocessing cannot drift.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from app.exceptions import ModelLoadError
+from app.preprocess import Preprocess
+from app.projection import ProjectionHead, load_head, read_manifest
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "facebook/dinov2-small"
+
+
+def bf16_supported(device: str) -> bool:
+    """Whether bf16 matmuls are fast here (AVX512-BF16/AMX on CPU, Ampere+ on CUDA)."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def pooled_features(outputs: Any) -> torch.Tensor:
+    """One vector per image from a backbone's outputs.
+
+    The pooled output when the model has one (DINOv2: the normed CLS token;
+    MobileNetV2: global average pool), else the CLS token of a transformer, else
+    the spatial mean of a convolutional feature map.
+    """
+    pooled = getattr(outputs, "pooler_output", None)
+    if pooled is not None:
+        return pooled.flatten(1)
+    hidden = outputs.last_hidden_state
+    if hidden.dim() == 3:
+        return hidden[:, 0]
+    return hidden.mean(dim=(2, 3))
+
+
+def load_backbone(id_or_dir: str) -> tuple[nn.Module, Preprocess]:
+    """The HF backbone and its preprocessing, from a hub id or a local directory."""
+    from transformers import AutoImageProcessor, AutoModel  # heavy: import on use
+
+    try:
+        backbone = AutoModel.from_pretrained(id_or_dir)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"Could not load the model {id_or_dir!r}: {exc}. Set LOOKALIKE_MODEL to a "
+            "Hugging Face model id (with network access) or a local model directory."
+        ) from exc
+    try:
+        preprocess = Preprocess.from_processor(AutoImageProcessor.from_pretrained(id_or_dir))
+    except (OSError, ValueError):
+        log.warning("%s has no image processor config; using DINOv2's recipe", id_or_dir)
+        preprocess = Preprocess.default()
+    return backbone.eval(), preprocess
+
+
+class Encoder:
+    """Embeds images as float32, L2-normalised vectors of a fixed dimension."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        preprocess: Preprocess,
+        *,
+        head: ProjectionHead | None = None,
+        name: str = "",
+        device: str = "cpu",
+        bf16: bool | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        self.backbone = backbone.eval().to(device)
+        self.head = head.eval().to(device) if head is not None else None
+        self.preprocess = preprocess
+        self.name = name
+        self.device = device
+        self.bf16 = bf16_supported(device) if bf16 is None else bf16
+        self.batch_size = batch_size
+        self._dim: int | None = None
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        id_or_dir: str = DEFAULT_MODEL,
+        *,
+        device: str | None = None,
+        bf16: bool | None = None,
+        threads: int | None = None,
+        batch_size: int = 32,
+    ) -> Encoder:
+        """Load a backbone (and the projection head of an exported model)."""
+        if threads:
+            torch.set_num_threads(threads)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        backbone, preprocess = load_backbone(id_or_dir)
+        head = None
+        directory = Path(id_or_dir)
+        manifest = read_manifest(directory) if directory.is_dir() else None
+        if manifest is not None:
+            head = load_head(directory, manifest)
+        return cls(backbone, preprocess, head=head, name=id_or_dir, device=device,
+                   bf16=bf16, batch_size=batch_size)
+
+    @property
+    def dim(self) -> int:
+        """The embedding dimension, found by embedding one blank image once."""
+        if self._dim is None:
+            self._dim = int(self.embed([Image.new("RGB", (32, 32))]).shape[1])
+        return self._dim
+
+    @property
+    def dtype(self) -> str:
+        return "bfloat16-autocast" if self.bf16 else "float32"
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of every weight: tells whether two collections are comparable."""
+        if self._fingerprint is None:
+            digest = hashlib.blake2b(digest_size=8)
+            modules = [self.backbone] + ([self.head] if self.head is not None else [])
+            for module in modules:
+                for key, tensor in sorted(module.state_dict().items()):
+                    digest.update(key.encode())
+                    digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Embed RGB images (from ``app.imaging.decode``) as an (n, dim) float32 array."""
+        if not images:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        chunks = [
+            self.embed_pixels(self.preprocess(images[i : i + self.batch_size]))
+            for i in range(0, len(images), self.batch_size)
+        ]
+        return np.concatenate(chunks)
+
+    @torch.inference_mode()
+    def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """Embed an already preprocessed batch; split out so pipelines can overlap steps."""
+        pixels = pixels.to(self.device)
+        with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
+            features = pooled_features(self.backbone(pixel_values=pixels))
+            if self.head is not None:
+                features = self.head(features)
+        features = torch.nn.functional.normalize(features.float(), dim=1)
+        return features.cpu().numpy().astype(np.float32, copy=False)

@@ -1,0 +1,141 @@
+"""Heavy services, built lazily once per process and reached through app.extensions.
+
+The model, the Milvus client and the S3 client are never built at import or in
+the gunicorn master: a forked worker that inherited a gRPC channel or torch
+threads would misbehave. ``Lazy`` rebuilds in a process whose pid differs from
+the one that built it, and does not cache a failure, so a service that was down
+is retried on the next request.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from flask import Flask, current_app
+
+from app.encoder import Encoder
+from app.storage import ImageStore, open_store
+from app.vectors import IndexParams, ModelStamp, VectorStore
+
+T = TypeVar("T")
+
+
+class Lazy(Generic[T]):
+    """A value built on first use, once per process."""
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        if self._value is None or self._pid != os.getpid():
+            with self._lock:
+                if self._value is None or self._pid != os.getpid():
+                    self._value = self._build()
+                    self._pid = os.getpid()
+        return self._value
+
+    def peek(self) -> T | None:
+        """The value if this process built it already, without building it."""
+        return self._value if self._pid == os.getpid() else None
+
+    def reset(self) -> None:
+        with self._lock:
+            self._value = None
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["lookalike.encoder"] = Lazy(lambda: build_encoder(app))
+    app.extensions["lookalike.vectors"] = Lazy(lambda: build_vectors(app))
+    app.extensions["lookalike.images"] = Lazy(lambda: build_images(app))
+
+
+def encoder() -> Encoder:
+    return current_app.extensions["lookalike.encoder"].get()
+
+
+def vectors() -> VectorStore:
+    return current_app.extensions["lookalike.vectors"].get()
+
+
+def images() -> ImageStore:
+    return current_app.extensions["lookalike.images"].get()
+
+
+def build_encoder(app: Flask) -> Encoder:
+    cfg = app.config
+    return Encoder.from_pretrained(
+        str(cfg["MODEL"]),
+        device=cfg["DEVICE"] or None,
+        bf16=cfg["BF16"],
+        threads=int(cfg["THREADS"]) or None,
+        batch_size=int(cfg["BATCH_SIZE"]),
+    )
+
+
+def model_stamp(enc: Encoder) -> ModelStamp:
+    return ModelStamp(name=enc.name, fingerprint=enc.fingerprint, dim=enc.dim)
+
+
+def milvus_uri(app: Flask) -> str:
+    """The URI to connect to: a server's, or the shared Lite server of a local path."""
+    from app.lite_server import ensure_server
+
+    uri = str(app.config["MILVUS_URI"] or "")
+    if uri.startswith(("http://", "https://", "tcp://", "grpc://")):
+        return uri
+    path = Path(uri or "milvus.db")
+    if not path.is_absolute():
+        path = Path(app.instance_path) / path
+    return ensure_server(path).uri
+
+
+def connect_milvus(app: Flask) -> VectorStore:
+    """A VectorStore on a fresh client; not yet checked against the encoder."""
+    from pymilvus import MilvusClient, MilvusException
+
+    from app.exceptions import VectorStoreUnavailable
+
+    cfg = app.config
+    uri = milvus_uri(app)
+    timeout = float(cfg["MILVUS_TIMEOUT"])
+    try:
+        client = MilvusClient(uri, token=str(cfg["MILVUS_TOKEN"] or ""), timeout=timeout)
+        version = str(client.get_server_version(timeout=timeout))
+    except MilvusException as exc:
+        raise VectorStoreUnavailable(
+            f"Milvus at {uri} is unreachable ({exc.message}). Check LOOKALIKE_MILVUS_URI "
+            "and that the server is running."
+        ) from exc
+    params = IndexParams(
+        m=int(cfg["HNSW_M"]), ef_construction=int(cfg["HNSW_EF_CONSTRUCTION"]),
+        ef=int(cfg["SEARCH_EF"]),
+    )
+    return VectorStore(client, str(cfg["COLLECTION"]), params=params,
+                       lite=version.startswith("milvus_lite"), timeout=timeout)
+
+
+def build_vectors(app: Flask) -> VectorStore:
+    store = connect_milvus(app)
+    store.ensure(model_stamp(app.extensions["lookalike.encoder"].get()))
+    return store
+
+
+def build_images(app: Flask) -> ImageStore:
+    cfg = app.config
+    return open_store(
+        str(cfg["STORAGE"] or ""),
+        instance_path=Path(app.instance_path),
+        endpoint=cfg["S3_ENDPOINT"] or None,
+        access_key=cfg["S3_ACCESS_KEY"] or None,
+        secret_key=cfg["S3_SECRET_KEY"] or None,
+        secure=bool(cfg["S3_SECURE"]),
+        region=cfg["S3_REGION"] or None,
+        timeout=float(cfg["STORAGE_TIMEOUT"]),
+    )

@@ -1,0 +1,224 @@
+"""Sources -> image store + vectors, batched, overlapped, resumable, with progress.
+
+A producer thread reads, hashes, dedupes, decodes, thumbnails, stores and
+preprocesses the next batch while the main thread runs the model on the current
+one, so the model is the only thing the pipeline waits for. Originals and
+thumbnails are written before their vector: an interrupted run leaves at most
+objects without vectors, which a rerun completes (puts are idempotent, rows are
+keyed by content hash). Memory stays flat: at most two batches are in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from app import imaging
+from app.encoder import Encoder
+from app.exceptions import BadRequest, InvalidImage, NotFound
+from app.sources import Source
+from app.storage import ImageStore, original_name, thumb_name
+from app.vectors import Entry, VectorStore
+
+log = logging.getLogger(__name__)
+
+ADDED, DUPLICATE, REJECTED = "added", "duplicate", "rejected"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one source."""
+
+    name: str
+    status: str  # ADDED, DUPLICATE or REJECTED
+    key: str = ""
+    reason: str = ""
+
+
+@dataclass
+class Report:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def added(self) -> int:
+        return self.count(ADDED)
+
+    @property
+    def duplicates(self) -> int:
+        return self.count(DUPLICATE)
+
+    @property
+    def rejected(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == REJECTED]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    source: Source
+    id: str
+    key: str
+
+
+@dataclass(frozen=True)
+class _Batch:
+    items: list[_Prepared]
+    pixels: torch.Tensor | None
+    outcomes: list[Outcome]  # duplicates and rejections found while preparing
+
+
+class Ingestor:
+    """Adds images to a gallery: one store, one collection, one encoder."""
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        vectors: VectorStore,
+        images: ImageStore,
+        *,
+        batch_size: int = 32,
+        max_pixels: int = imaging.DEFAULT_MAX_PIXELS,
+        collection: str | None = None,
+        skip_existing: bool = True,
+    ) -> None:
+        self.encoder = encoder
+        self.vectors = vectors
+        self.images = images
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels
+        self.collection = collection
+        self.skip_existing = skip_existing
+
+    def run(
+        self, sources: Iterable[Source], on_outcome: Callable[[Outcome], None] | None = None
+    ) -> Report:
+        report = Report()
+        for outcome in self.stream(sources):
+            report.outcomes.append(outcome)
+            if on_outcome:
+                on_outcome(outcome)
+        return report
+
+    def stream(self, sources: Iterable[Source]) -> Iterator[Outcome]:
+        """Outcomes in completion order, one per source."""
+        for batch in _prefetch(self._prepare_batches(sources)):
+            yield from batch.outcomes
+            if batch.items:
+                yield from self._insert(batch)
+
+    def _prepare_batches(self, sources: Iterable[Source]) -> Iterator[_Batch]:
+        seen: set[str] = set()
+        chunk: list[Source] = []
+        for source in sources:
+            chunk.append(source)
+            if len(chunk) == self.batch_size:
+                yield self._prepare(chunk, seen)
+                chunk = []
+        if chunk:
+            yield self._prepare(chunk, seen)
+
+    def _prepare(self, chunk: list[Source], seen: set[str]) -> _Batch:
+        outcomes: list[Outcome] = []
+        loaded: list[tuple[Source, bytes, str]] = []
+        for source in chunk:
+            try:
+                data = source.read()
+            except (OSError, BadRequest) as exc:
+                outcomes.append(Outcome(source.name, REJECTED, reason=_reason(exc)))
+                continue
+            loaded.append((source, data, imaging.content_hash(data)))
+        known = self.vectors.existing({h for _, _, h in loaded}, self.collection) \
+            if self.skip_existing else set()
+        items, decoded = [], []
+        for source, data, digest in loaded:
+            if digest in known or digest in seen:
+                outcomes.append(Outcome(source.name, DUPLICATE, key=digest))
+                continue
+            try:
+                image = imaging.decode(data, max_pixels=self.max_pixels)
+            except InvalidImage as exc:
+                outcomes.append(Outcome(source.name, REJECTED, reason=exc.message))
+                continue
+            seen.add(digest)
+            key = f"{digest}.{image.extension}"
+            self.store(key, data, image)
+            items.append(_Prepared(source, digest, key))
+            decoded.append(image.image)
+        pixels = self.encoder.preprocess(decoded) if decoded else None
+        return _Batch(items, pixels, outcomes)
+
+    def store(self, key: str, data: bytes, image: imaging.DecodedImage) -> None:
+        """Write the original and its thumbnail (idempotent: keys are content hashes)."""
+        self.images.put(original_name(key), data, imaging.MIME_TYPES[image.extension])
+        self.images.put(thumb_name(key), imaging.thumbnail(image.image), "image/webp")
+
+    def _insert(self, batch: _Batch) -> Iterator[Outcome]:
+        assert batch.pixels is not None
+        vectors = self.encoder.embed_pixels(batch.pixels)
+        entries = [
+            Entry(p.id, vectors[i], p.key, p.source.label, _metadata(p.source))
+            for i, p in enumerate(batch.items)
+        ]
+        self.vectors.upsert(entries, self.collection)
+        for p in batch.items:
+            yield Outcome(p.source.name, ADDED, key=p.key)
+
+
+def _metadata(source: Source) -> dict[str, Any]:
+    return {k: v for k, v in source.metadata.items() if v not in (None, "")}
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, (BadRequest, NotFound)):
+        return exc.message
+    return f"could not read the file ({exc.__class__.__name__}: {exc})"
+
+
+_DONE = object()
+
+
+def _prefetch(batches: Iterator[_Batch], depth: int = 1) -> Iterator[_Batch]:
+    """Run the producer in a thread, ``depth`` batches ahead of the consumer.
+
+    Errors in the producer (storage or Milvus down) are re-raised in the
+    consumer; if the consumer stops early, the producer is told to stop.
+    """
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        slots.put(batch, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
+            slots.put(exc)
+
+    worker = threading.Thread(target=produce, name="ingest-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)

@@ -1,0 +1,14 @@
+"""The search form: one image file and how many results."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField, FileRequired
+from wtforms import SelectField
+
+K_CHOICES = [(str(k), str(k)) for k in (5, 10, 20, 50, 100)]
+
+
+class SearchForm(FlaskForm):
+    image = FileField("Photo to search with", validators=[FileRequired("Choose an image file.")])
+    k = SelectField("Results", choices=K_CHOICES, default="10")

@@ -1,0 +1,429 @@
+"""The Milvus collection behind search: schema, HNSW/COSINE index, upsert, search.
+
+The serving name (``LOOKALIKE_COLLECTION``, say ``gallery``) is an alias that
+points to a physical collection (``gallery_20261120T120000``). A reindex fills a
+new physical collection and moves the alias in one step, so searches never see
+a half-built one. Each collection records in its description which model made
+its vectors, so vectors from different models are never compared.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+from pymilvus import DataType, MilvusClient, MilvusException
+
+from app.exceptions import CollectionMismatch, NotFound, VectorStoreUnavailable
+
+ID_LENGTH = 64  # sha256 hex of the image bytes
+KEY_LENGTH = 128
+LABEL_LENGTH = 512
+OUTPUT_FIELDS = ["key", "label", "metadata"]
+STAMP_PROPERTY = "lookalike.stamp"
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """HNSW build and search parameters (Milvus names: M, efConstruction, ef)."""
+
+    m: int = 16
+    ef_construction: int = 200
+    ef: int = 128
+
+
+@dataclass(frozen=True)
+class ModelStamp:
+    """Which model made a collection's vectors: recorded at creation, checked at use."""
+
+    name: str
+    fingerprint: str
+    dim: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One gallery image as a row: content hash, vector, store key, label, metadata."""
+
+    id: str
+    vector: np.ndarray
+    key: str
+    label: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    key: str
+    score: float
+    label: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    alias: str
+    collection: str
+    stamp: ModelStamp | None
+    created: str
+    rows: int
+    index_type: str
+    metric: str
+    index_params: dict[str, Any]
+    index_state: str  # "finished", "building (n/m rows)", or "background (Milvus Lite)"
+
+
+def milvus_call(what: str) -> Callable:
+    """Turn connection and server failures into VectorStoreUnavailable."""
+
+    def decorate(func: Callable) -> Callable:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except MilvusException as exc:
+                if _is_missing(exc):
+                    raise
+                raise VectorStoreUnavailable(
+                    f"The search index is unavailable ({what} failed: {exc.message}). "
+                    "Try again in a moment."
+                ) from exc
+
+        wrapper.__name__ = func.__name__
+        wrapper.__doc__ = func.__doc__
+        return wrapper
+
+    return decorate
+
+
+def _is_missing(exc: MilvusException) -> bool:
+    text = str(exc).lower()
+    return "not found" in text or "not exist" in text or "can't find" in text
+
+
+class VectorStore:
+    """The gallery's vectors in one Milvus collection, reached through an alias."""
+
+    def __init__(
+        self,
+        client: MilvusClient,
+        alias: str,
+        *,
+        params: IndexParams | None = None,
+        lite: bool = False,
+        timeout: float = 10.0,
+    ) -> None:
+        self.client = client
+        self.alias = alias
+        self.params = params or IndexParams()
+        self.lite = lite
+        self.timeout = timeout
+
+    # -- collections and aliases -------------------------------------------------
+
+    @milvus_call("opening the collection")
+    def ensure(self, stamp: ModelStamp) -> str:
+        """Make sure the serving alias exists and was built by ``stamp``'s model.
+
+        Creates ``<alias>_<timestamp>`` and the alias on first use. Returns the
+        physical collection's name. Raises CollectionMismatch otherwise.
+        """
+        target = self.resolve()
+        if target is None:
+            target = self.create_collection(stamp)
+            self.client.create_alias(target, self.alias, timeout=self.timeout)
+            return target
+        self.check(stamp, target)
+        return target
+
+    def resolve(self) -> str | None:
+        """The physical collection the alias points to (or a plain collection of that name)."""
+        if self.alias in self.client.list_aliases(timeout=self.timeout).get("aliases", []):
+            return self.client.describe_alias(self.alias, timeout=self.timeout)["collection_name"]
+        if self.client.has_collection(self.alias, timeout=self.timeout):
+            return self.alias
+        return None
+
+    def check(self, stamp: ModelStamp, collection: str | None = None) -> None:
+        """Refuse a collection made by another model: its vectors are not comparable."""
+        collection = collection or self.resolve() or self.alias
+        found = self.stamp_of(collection)
+        if found is None:
+            dim = self._dim_of(collection)
+            if dim != stamp.dim:
+                raise CollectionMismatch(
+                    f"Collection {collection!r} holds {dim}-d vectors but the model "
+                    f"{stamp.name!r} makes {stamp.dim}-d ones. Reindex the gallery or set "
+                    "LOOKALIKE_COLLECTION to a new name."
+                )
+            return
+        if found.dim != stamp.dim or found.fingerprint != stamp.fingerprint:
+            raise CollectionMismatch(
+                f"Collection {collection!r} was built with the model {found.name!r} "
+                f"({found.dim}-d, weights {found.fingerprint}), but the app loaded "
+                f"{stamp.name!r} ({stamp.dim}-d, weights {stamp.fingerprint}). Reindex the "
+                "gallery with the new model (admin page or `flask --app wsgi index rebuild`), "
+                "or set LOOKALIKE_MODEL back to the model that built it."
+            )
+
+    @milvus_call("creating a collection")
+    def create_collection(self, stamp: ModelStamp, name: str | None = None) -> str:
+        """A new, empty, indexed and loaded physical collection for ``stamp``'s vectors."""
+        name = name or f"{self.alias}_{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}"
+        schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_LENGTH)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=stamp.dim)
+        schema.add_field("key", DataType.VARCHAR, max_length=KEY_LENGTH)
+        schema.add_field("label", DataType.VARCHAR, max_length=LABEL_LENGTH)
+        schema.add_field("metadata", DataType.JSON)
+        index = self.client.prepare_index_params()
+        index.add_index(
+            field_name="vector",
+            index_type="HNSW",
+            metric_type="COSINE",
+            params={"M": self.params.m, "efConstruction": self.params.ef_construction},
+        )
+        description = json.dumps({
+            "lookalike": 1,
+            "model": stamp.name,
+            "fingerprint": stamp.fingerprint,
+            "dim": stamp.dim,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        })
+        self.client.create_collection(
+            name, schema=schema, index_params=index, description=description,
+            properties={STAMP_PROPERTY: description}, consistency_level="Strong",
+            timeout=self.timeout,
+        )
+        return name
+
+    @milvus_call("switching the serving alias")
+    def switch_to(self, collection: str) -> str | None:
+        """Point the serving alias at ``collection`` in one step; returns the previous target.
+
+        Searches go to the old collection until this call and to the new one
+        after it: there is no moment without a collection behind the alias.
+        """
+        previous = self.resolve()
+        if previous == self.alias:
+            raise CollectionMismatch(
+                f"{self.alias!r} is a plain collection, not an alias, so it cannot be "
+                "switched. Rename it or set LOOKALIKE_COLLECTION to a new name."
+            )
+        if previous is None:
+            self.client.create_alias(collection, self.alias, timeout=self.timeout)
+        else:
+            self.client.alter_alias(collection, self.alias, timeout=self.timeout)
+        return previous
+
+    @milvus_call("listing collections")
+    def generations(self) -> list[str]:
+        """The physical collections of this alias, oldest first (names sort by time)."""
+        prefix = f"{self.alias}_"
+        names = self.client.list_collections(timeout=self.timeout)
+        return sorted(n for n in names if n.startswith(prefix) and n[len(prefix):][:1].isdigit())
+
+    @milvus_call("dropping a collection")
+    def drop(self, collection: str) -> None:
+        if collection == self.resolve():
+            raise CollectionMismatch(f"{collection!r} is serving searches; switch away first.")
+        self.client.drop_collection(collection, timeout=self.timeout)
+
+    def stamp_of(self, collection: str) -> ModelStamp | None:
+        meta = self._description(collection)
+        if not meta.get("lookalike"):
+            return None
+        return ModelStamp(meta["model"], meta["fingerprint"], int(meta["dim"]))
+
+    def _description(self, collection: str) -> dict[str, Any]:
+        """The stamp JSON: a collection property (Milvus Lite keeps no description) or
+        the description (older servers that drop unknown properties)."""
+        described = self.client.describe_collection(collection, timeout=self.timeout)
+        text = (described.get("properties") or {}).get(STAMP_PROPERTY) \
+            or described.get("description", "")
+        try:
+            meta = json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            return {}
+        return meta if isinstance(meta, dict) else {}
+
+    def _dim_of(self, collection: str) -> int:
+        fields = self.client.describe_collection(collection, timeout=self.timeout)["fields"]
+        vector = next(f for f in fields if f["type"] == DataType.FLOAT_VECTOR)
+        return int(vector["params"]["dim"])
+
+    # -- rows -----------------------------------------------------------------------
+
+    @milvus_call("writing vectors")
+    def upsert(self, entries: Sequence[Entry], collection: str | None = None) -> None:
+        """Insert or replace rows by content hash, so re-adding an image is harmless."""
+        if not entries:
+            return
+        rows = [
+            {
+                "id": e.id,
+                "vector": np.asarray(e.vector, dtype=np.float32).tolist(),
+                "key": e.key,
+                "label": e.label[:LABEL_LENGTH],
+                "metadata": e.metadata or {},
+            }
+            for e in entries
+        ]
+        self.client.upsert(collection or self.alias, rows, timeout=self.timeout)
+
+    @milvus_call("reading ids")
+    def existing(self, ids: Iterable[str], collection: str | None = None) -> set[str]:
+        """Which of these content hashes are already in the collection."""
+        ids = list(ids)
+        if not ids:
+            return set()
+        rows = self.client.query(
+            collection or self.alias, filter=f"id in {json.dumps(ids)}",
+            output_fields=["id"], timeout=self.timeout,
+        )
+        return {row["id"] for row in rows}
+
+    @milvus_call("reading a gallery image")
+    def get(self, id_: str, *, with_vector: bool = False) -> Entry:
+        """One row by content hash; NotFound when it is not in the gallery."""
+        fields = OUTPUT_FIELDS + (["vector"] if with_vector else [])
+        rows = self.client.query(
+            self.alias, filter=f"id == {json.dumps(id_)}", output_fields=fields,
+            timeout=self.timeout,
+        )
+        if not rows:
+            raise NotFound("No gallery image has that key.")
+        return _entry(rows[0])
+
+    @milvus_call("searching")
+    def search(self, vector: np.ndarray, k: int, *, collection: str | None = None) -> list[Hit]:
+        """The k nearest rows by cosine similarity, best first."""
+        results = self.client.search(
+            collection or self.alias,
+            data=[np.asarray(vector, dtype=np.float32).tolist()],
+            limit=k,
+            output_fields=OUTPUT_FIELDS,
+            search_params={"metric_type": "COSINE", "params": {"ef": max(self.params.ef, k)}},
+            timeout=self.timeout,
+        )
+        return [
+            Hit(
+                id=str(hit["id"]),
+                key=hit["entity"]["key"],
+                score=float(hit["distance"]),
+                label=hit["entity"].get("label") or "",
+                metadata=hit["entity"].get("metadata") or {},
+            )
+            for hit in results[0]
+        ]
+
+    @milvus_call("deleting vectors")
+    def delete(self, ids: Sequence[str], collection: str | None = None) -> None:
+        if ids:
+            self.client.delete(collection or self.alias, ids=list(ids), timeout=self.timeout)
+
+    @milvus_call("counting rows")
+    def count(self, collection: str | None = None) -> int:
+        rows = self.client.query(
+            collection or self.alias, filter="", output_fields=["count(*)"], timeout=self.timeout
+        )
+        return int(rows[0]["count(*)"])
+
+    @milvus_call("listing rows")
+    def iterate(self, batch_size: int = 1000, collection: str | None = None) -> Iterator[Entry]:
+        """Every row, without vectors, in pages (for checks, exports and reindex)."""
+        last = ""
+        while True:
+            rows = self.client.query(
+                collection or self.alias, filter=f"id > {json.dumps(last)}",
+                output_fields=["id", *OUTPUT_FIELDS], limit=batch_size, timeout=self.timeout,
+            )
+            if not rows:
+                return
+            rows.sort(key=lambda r: r["id"])
+            yield from (_entry(r) for r in rows)
+            last = rows[-1]["id"]
+
+    # -- index and health -------------------------------------------------------------
+
+    @milvus_call("flushing")
+    def wait_for_index(
+        self,
+        collection: str | None = None,
+        *,
+        serving: bool = True,
+        timeout: float = 600.0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> str:
+        """Persist pending rows and wait until the HNSW index covers them.
+
+        A Milvus server reports indexed/total rows, which we poll. Milvus Lite
+        builds in a background thread it does not report; for a collection that
+        is not serving yet we force a synchronous build (release + load), and for
+        the serving one we say that it is still building rather than block.
+        """
+        name = collection or self.alias
+        self.client.flush(name, timeout=self.timeout)
+        if self.lite:
+            if serving:
+                return "background (Milvus Lite)"
+            self.client.release_collection(name, timeout=self.timeout)
+            self.client.load_collection(name, timeout=timeout)
+            return "finished"
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.client.describe_index(name, "vector", timeout=self.timeout)
+            total = int(state.get("total_rows", 0))
+            done = int(state.get("indexed_rows", 0))
+            if progress:
+                progress(done, total)
+            if state.get("state") == "Finished" and int(state.get("pending_index_rows", 0)) == 0:
+                return "finished"
+            if time.monotonic() > deadline:
+                return f"building ({done}/{total} rows)"
+            time.sleep(0.5)
+
+    @milvus_call("describing the collection")
+    def info(self) -> CollectionInfo:
+        collection = self.resolve()
+        if collection is None:
+            raise NotFound(f"There is no collection {self.alias!r} yet: add images first.")
+        index = self.client.describe_index(collection, "vector", timeout=self.timeout)
+        meta = self._description(collection)
+        if self.lite:
+            state = "background (Milvus Lite)"
+        elif index.get("state") == "Finished" and not int(index.get("pending_index_rows", 0)):
+            state = "finished"
+        else:
+            state = f"building ({index.get('indexed_rows', 0)}/{index.get('total_rows', 0)} rows)"
+        return CollectionInfo(
+            alias=self.alias,
+            collection=collection,
+            stamp=self.stamp_of(collection),
+            created=meta.get("created", ""),
+            rows=self.count(collection),
+            index_type=index.get("index_type", ""),
+            metric=index.get("metric_type", ""),
+            index_params={k: index[k] for k in ("M", "efConstruction") if k in index},
+            index_state=state,
+        )
+
+    @milvus_call("reaching Milvus")
+    def ping(self) -> None:
+        self.client.list_collections(timeout=min(self.timeout, 3.0))
+
+
+def _entry(row: dict[str, Any]) -> Entry:
+    vector = row.get("vector")
+    return Entry(
+        id=str(row["id"]),
+        vector=np.asarray(vector, dtype=np.float32) if vector is not None else np.zeros(0, np.float32),
+        key=row["key"],
+        label=row.get("label") or "",
+        metadata=row.get("metadata") or {},
+    )
