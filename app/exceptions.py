@@ -61,5 +61,5 @@ class CollectionMismatch(ServiceUnavailable):
     title = "Search index built with another model"
 
 
-class ModelLoadError(LookalikeError):
+class ModelLoadError(ServiceUnavailable):
     title = "Model could not be loaded"

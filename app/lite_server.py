@@ -27,6 +27,9 @@ from typing import Iterator
 from app.exceptions import VectorStoreUnavailable
 
 START_TIMEOUT = 60.0
+# Handles of servers this process started. They outlive us on purpose; keeping
+# the handle stops Popen.__del__ from warning that the child is still running.
+_STARTED: list[subprocess.Popen[bytes]] = []
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ def _start(data_dir: Path, timeout: float) -> LiteServer:
                 f"Is another program holding that folder? Last output:\n{tail}"
             )
         time.sleep(0.05)
+    _STARTED.append(process)
     server = LiteServer(data_dir, process.pid, port)
     state_file(data_dir).write_text(json.dumps({"pid": server.pid, "port": server.port}))
     return server

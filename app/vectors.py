@@ -345,9 +345,11 @@ class VectorStore:
             )
             if not rows:
                 return
-            rows.sort(key=lambda r: r["id"])
-            yield from (_entry(r) for r in rows)
-            last = rows[-1]["id"]
+            # Plain dicts first: pymilvus rows are views that read their columns
+            # by position, so sorting the result list in place scrambles fields.
+            page = sorted((dict(r) for r in rows), key=lambda r: r["id"])
+            yield from (_entry(r) for r in page)
+            last = page[-1]["id"]
 
     # -- index and health -------------------------------------------------------------
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import SelectField
+from wtforms.fields.choices import SelectChoice
 
-K_CHOICES = [(str(k), str(k)) for k in (5, 10, 20, 50, 100)]
+K_CHOICES = [SelectChoice(str(k)) for k in (5, 10, 20, 50, 100)]
 
 
 class SearchForm(FlaskForm):

@@ -6,7 +6,7 @@ import base64
 
 from flask import Blueprint, current_app, render_template, request
 
-from app.exceptions import BadRequest
+from app.exceptions import BadRequest, ServiceUnavailable
 from app.extensions import encoder, vectors
 from app.search.forms import SearchForm
 from app.search.service import SearchResult, find_similar, find_similar_to_key, parse_k
@@ -16,7 +16,9 @@ bp = Blueprint("search", __name__)
 
 @bp.get("/")
 def index() -> str:
-    return render_template("search/index.html", form=SearchForm(), gallery_size=_gallery_size())
+    size, problem = _gallery_size()
+    return render_template("search/index.html", form=SearchForm(), gallery_size=size,
+                           problem=problem)
 
 
 @bp.post("/search")
@@ -50,11 +52,10 @@ def _results(result: SearchResult, k: int) -> str:
                            form=SearchForm(k=str(k)))
 
 
-def _gallery_size() -> int | None:
-    """The gallery size for the page, or None when it cannot be told right now."""
-    from app.exceptions import ServiceUnavailable
-
+def _gallery_size() -> tuple[int | None, str]:
+    """The gallery size for the page, or why it cannot be told right now."""
     try:
-        return vectors().count()
-    except ServiceUnavailable:
-        return None
+        return vectors().count(), ""
+    except ServiceUnavailable as exc:
+        current_app.extensions["lookalike.vectors"].reset()
+        return None, exc.message

@@ -1,0 +1,138 @@
+"""The encoder, loaded through the real from_pretrained path, on tiny and real models."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from app import imaging
+from app.encoder import Encoder, bf16_supported
+from app.exceptions import ModelLoadError
+from app.preprocess import Preprocess
+from app.projection import HeadSpec, ProjectionHead, save_head
+
+
+def rgb(data: bytes) -> Image.Image:
+    return imaging.decode(data).image
+
+
+def recompressed_crop(data: bytes, *, size: int = 300, quality: int = 70) -> bytes:
+    """A resized, slightly cropped, JPEG re-encoded copy of an image."""
+    image = rgb(data)
+    w, h = image.size
+    image = image.crop((w // 20, h // 20, w - w // 20, h - h // 20))
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def test_embeddings_are_unit_float32_of_the_model_dim(tiny_model_dir: Path, photos) -> None:
+    encoder = Encoder.from_pretrained(str(tiny_model_dir), bf16=False)
+    vectors = encoder.embed([rgb(photos["coffee"]), rgb(photos["chelsea"])])
+    assert vectors.dtype == np.float32
+    assert vectors.shape == (2, 64) and encoder.dim == 64
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert not np.isnan(vectors).any()
+
+
+def test_batching_does_not_change_embeddings(tiny_model_dir: Path, photos) -> None:
+    encoder = Encoder.from_pretrained(str(tiny_model_dir), bf16=False, batch_size=2)
+    images = [rgb(d) for d in photos.values()]
+    together = encoder.embed(images)
+    alone = np.concatenate([encoder.embed([im]) for im in images])
+    assert np.allclose(together, alone, atol=1e-5)
+
+
+def test_an_empty_batch_gives_an_empty_array(tiny_model_dir: Path) -> None:
+    assert Encoder.from_pretrained(str(tiny_model_dir)).embed([]).shape[0] == 0
+
+
+def test_the_fingerprint_tells_different_weights_apart(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from transformers import Dinov2Model
+
+    model = Dinov2Model.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.embeddings.cls_token.add_(1.0)
+    model.save_pretrained(tmp_path)
+    a = Encoder.from_pretrained(str(tiny_model_dir))
+    b = Encoder.from_pretrained(str(tmp_path))
+    assert a.fingerprint == Encoder.from_pretrained(str(tiny_model_dir)).fingerprint
+    assert a.fingerprint != b.fingerprint
+
+
+def test_a_model_without_processor_config_uses_the_dinov2_recipe(tmp_path: Path) -> None:
+    from transformers import Dinov2Config, Dinov2Model
+
+    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=64, patch_size=14, image_size=56)).save_pretrained(tmp_path)
+    encoder = Encoder.from_pretrained(str(tmp_path))
+    assert encoder.preprocess == Preprocess.default()
+    assert encoder.embed([Image.new("RGB", (80, 60))]).shape == (1, 32)
+
+
+def test_a_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="LOOKALIKE_MODEL"):
+        Encoder.from_pretrained(str(tmp_path / "nowhere"))
+
+
+def test_an_exported_head_is_applied(tiny_model_dir: Path, tmp_path: Path, photos) -> None:
+    import shutil
+
+    shutil.copytree(tiny_model_dir, tmp_path / "model")
+    torch.manual_seed(1)
+    head = ProjectionHead(HeadSpec(in_dim=64, out_dim=16, kind="mlp", hidden_dim=32))
+    save_head(head, tmp_path / "model", {"base_model": "tiny", "dim": 16, "metric": "COSINE"})
+    plain = Encoder.from_pretrained(str(tiny_model_dir), bf16=False)
+    tuned = Encoder.from_pretrained(str(tmp_path / "model"), bf16=False)
+    image = rgb(photos["rocket"])
+    assert tuned.dim == 16
+    expected = torch.nn.functional.normalize(head(torch.from_numpy(plain.embed([image])).float()
+                                             * 0 + _raw_features(plain, image)), dim=1)
+    assert np.allclose(tuned.embed([image]), expected.detach().numpy(), atol=1e-5)
+
+
+def _raw_features(encoder: Encoder, image: Image.Image) -> torch.Tensor:
+    from app.encoder import pooled_features
+
+    with torch.no_grad():
+        return pooled_features(encoder.backbone(pixel_values=encoder.preprocess([image])))
+
+
+def test_fast_preprocessing_matches_the_hf_processor(tiny_model_dir: Path, photos) -> None:
+    from transformers import AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(tiny_model_dir)
+    images = [rgb(d) for d in photos.values()]
+    ours = Preprocess.from_processor(processor)(images)
+    theirs = processor(images=images, return_tensors="pt")["pixel_values"]
+    assert ours.shape == theirs.shape
+    # Same recipe; at most a rounding step of one grey level (1/255/std) apart.
+    assert (ours - theirs).abs().max() < 0.02
+
+
+@pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no fast bf16")
+def test_bf16_embeddings_stay_close_to_fp32(tiny_model_dir: Path, photos) -> None:
+    images = [rgb(d) for d in photos.values()]
+    fp32 = Encoder.from_pretrained(str(tiny_model_dir), bf16=False).embed(images)
+    bf16 = Encoder.from_pretrained(str(tiny_model_dir), bf16=True).embed(images)
+    assert np.min(np.sum(fp32 * bf16, axis=1)) > 0.99
+
+
+@pytest.mark.slow
+def test_the_real_mobilenet_finds_a_recompressed_copy(mobilenet_dir: Path, photos) -> None:
+    encoder = Encoder.from_pretrained(str(mobilenet_dir), bf16=False)
+    assert encoder.dim == 1280
+    names = list(photos)
+    gallery = encoder.embed([rgb(photos[n]) for n in names])
+    for index, name in enumerate(names):
+        query = encoder.embed([rgb(recompressed_crop(photos[name]))])[0]
+        similarities = gallery @ query
+        assert int(np.argmax(similarities)) == index, name
+        others = np.delete(similarities, index)
+        assert similarities[index] > others.max() + 0.1

@@ -1,0 +1,102 @@
+"""Ingest: files, folders, zips and labels into a real store and a real Milvus Lite."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from app.exceptions import StorageUnavailable
+from app.ingest import ADDED, DUPLICATE, REJECTED, Ingestor
+from app.sources import Labels, collect
+from app.storage import original_name, thumb_name
+
+
+@pytest.fixture
+def services(app):  # type: ignore[no-untyped-def]
+    from app.extensions import encoder, images, vectors
+
+    with app.app_context():
+        yield encoder(), vectors(), images()
+
+
+def make_zip(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_a_folder_is_added_with_folder_labels(services, gallery_dir: Path) -> None:
+    encoder, vectors, images = services
+    report = Ingestor(encoder, vectors, images, batch_size=4).run(
+        collect([gallery_dir], label_from_folder=True))
+    assert report.added == 6 and not report.rejected
+    assert vectors.count() == 6
+    for outcome in report.outcomes:
+        assert images.exists(original_name(outcome.key)) and images.exists(thumb_name(outcome.key))
+    labels = {e.metadata["source"]: e.label for e in vectors.iterate()}
+    assert labels["rocket.jpg"] == "space" and labels["coffee.jpg"] == "other"
+
+
+def test_a_rerun_skips_everything_already_indexed(services, gallery_dir: Path) -> None:
+    ingestor = Ingestor(*services, batch_size=4)
+    ingestor.run(collect([gallery_dir]))
+    again = ingestor.run(collect([gallery_dir]))
+    assert (again.added, again.duplicates) == (0, 6)
+    assert services[1].count() == 6
+
+
+def test_a_zip_with_good_duplicate_and_broken_images_reports_each(
+    services, tmp_path: Path, photos: dict[str, bytes]
+) -> None:
+    archive = tmp_path / "upload.zip"
+    archive.write_bytes(make_zip({
+        "a/coffee.jpg": photos["coffee"],
+        "b/coffee-again.jpg": photos["coffee"],
+        "broken.jpg": b"not an image at all",
+        "truncated.jpg": photos["chelsea"][:500],
+        "notes.txt": b"ignored: not an image suffix",
+    }))
+    report = Ingestor(*services, batch_size=2).run(collect([archive]))
+    status = {o.name.split(":")[-1]: o.status for o in report.outcomes}
+    assert status == {"a/coffee.jpg": ADDED, "b/coffee-again.jpg": DUPLICATE,
+                      "broken.jpg": REJECTED, "truncated.jpg": REJECTED}
+    reasons = {o.name.split(":")[-1]: o.reason for o in report.rejected}
+    assert "not an image we can read" in reasons["broken.jpg"]
+
+
+def test_labels_and_metadata_come_from_a_csv(services, gallery_dir: Path, tmp_path: Path) -> None:
+    csv_path = gallery_dir / "labels.csv"
+    csv_path.write_text("path,label,sku\nspace/rocket.jpg,Rocket,R-1\nother/coffee.jpg,Coffee,C-9\n")
+    Ingestor(*services).run(collect([gallery_dir], labels=Labels.from_csv(csv_path)))
+    rows = {e.label: e.metadata for e in services[1].iterate() if e.label}
+    assert rows["Rocket"]["sku"] == "R-1" and rows["Coffee"]["sku"] == "C-9"
+
+
+def test_an_interrupted_ingest_completes_on_rerun(services, gallery_dir: Path) -> None:
+    encoder, vectors, images = services
+
+    class FailingStore:
+        """The real store, failing after a few writes (a storage outage mid-run)."""
+
+        def __init__(self, inner, budget: int) -> None:
+            self.inner, self.budget = inner, budget
+
+        def put(self, name: str, data: bytes, content_type: str) -> None:
+            self.budget -= 1
+            if self.budget < 0:
+                raise StorageUnavailable("store went away")
+            self.inner.put(name, data, content_type)
+
+    with pytest.raises(StorageUnavailable):
+        Ingestor(encoder, vectors, FailingStore(images, 5), batch_size=2).run(collect([gallery_dir]))
+    partial = vectors.count()
+    assert partial < 6
+    report = Ingestor(encoder, vectors, images, batch_size=2).run(collect([gallery_dir]))
+    assert report.added == 6 - partial and report.duplicates == partial
+    assert vectors.count() == 6
+    assert len(list(images.names("images/"))) == 6

@@ -1,0 +1,103 @@
+"""The vector store against a real Milvus Lite server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pymilvus import MilvusClient
+
+from app.exceptions import CollectionMismatch, NotFound, VectorStoreUnavailable
+from app.vectors import Entry, ModelStamp, VectorStore
+
+STAMP = ModelStamp("tiny", "f00d", 8)
+
+
+@pytest.fixture
+def store(lite_server: str, collection_name: str) -> VectorStore:
+    store = VectorStore(MilvusClient(lite_server, timeout=10), collection_name, lite=True)
+    store.ensure(STAMP)
+    return store
+
+
+def unit(seed: int, dim: int = 8) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def entries(n: int) -> list[Entry]:
+    return [Entry(f"{i:064x}", unit(i), f"{i:064x}.jpg", f"label{i % 2}", {"n": i}) for i in range(n)]
+
+
+def test_ensure_creates_a_collection_behind_the_alias(store: VectorStore) -> None:
+    target = store.resolve()
+    assert target is not None and target.startswith(store.alias + "_")
+    assert store.stamp_of(target) == STAMP
+    assert store.count() == 0
+
+
+def test_search_ranks_by_cosine_similarity(store: VectorStore) -> None:
+    store.upsert(entries(20))
+    hits = store.search(unit(7), 5)
+    assert hits[0].id == f"{7:064x}" and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert hits[0].label == "label1" and hits[0].metadata == {"n": 7}
+
+
+def test_upsert_is_idempotent(store: VectorStore) -> None:
+    store.upsert(entries(5))
+    store.upsert(entries(5))
+    assert store.count() == 5
+
+
+def test_existing_get_delete_and_iterate(store: VectorStore) -> None:
+    store.upsert(entries(6))
+    ids = [e.id for e in entries(6)]
+    assert store.existing(ids[:2] + ["f" * 64]) == set(ids[:2])
+    entry = store.get(ids[3], with_vector=True)
+    assert np.allclose(entry.vector, unit(3), atol=1e-6)
+    store.delete(ids[:2])
+    assert store.count() == 4
+    assert sorted(e.id for e in store.iterate(batch_size=3)) == ids[2:]
+    with pytest.raises(NotFound):
+        store.get(ids[0])
+
+
+def test_a_collection_of_another_dimension_is_refused(store: VectorStore) -> None:
+    with pytest.raises(CollectionMismatch, match="8-d"):
+        store.ensure(ModelStamp("bigger", "f00d", 16))
+
+
+def test_a_collection_of_other_weights_is_refused(store: VectorStore) -> None:
+    with pytest.raises(CollectionMismatch, match="Reindex"):
+        store.ensure(ModelStamp("tiny-finetuned", "beef", 8))
+
+
+def test_switching_the_alias_moves_searches_in_one_step(store: VectorStore) -> None:
+    store.upsert(entries(3))
+    old = store.resolve()
+    new = store.create_collection(STAMP)
+    store.upsert(entries(7), new)
+    assert store.wait_for_index(new, serving=False) == "finished"
+    assert store.switch_to(new) == old
+    assert store.count() == 7
+    assert store.generations() == sorted([old, new])
+    store.drop(old)
+    with pytest.raises(CollectionMismatch):
+        store.drop(new)
+
+
+def test_info_reports_the_collection(store: VectorStore) -> None:
+    store.upsert(entries(4))
+    info = store.info()
+    assert (info.rows, info.index_type, info.metric) == (4, "HNSW", "COSINE")
+    assert info.stamp == STAMP
+
+
+def test_an_unreachable_server_is_a_clear_error() -> None:
+    from app.lite_server import _free_port
+
+    with pytest.raises(Exception) as caught:
+        store = VectorStore(MilvusClient(f"http://127.0.0.1:{_free_port()}", timeout=2),
+                            "x", timeout=2)
+        store.ping()
+    assert isinstance(caught.value, (VectorStoreUnavailable,)) or "connect" in str(caught.value).lower()
