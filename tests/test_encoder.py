@@ -116,12 +116,22 @@ def test_fast_preprocessing_matches_the_hf_processor(tiny_model_dir: Path, photo
     assert (ours - theirs).abs().max() < 0.02
 
 
-@pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no fast bf16")
-def test_bf16_embeddings_stay_close_to_fp32(tiny_model_dir: Path, photos) -> None:
+@pytest.mark.parametrize("precision", ["bf16", "bf16-autocast"])
+def test_bf16_embeddings_stay_close_to_fp32_and_keep_the_identity(
+    tiny_model_dir: Path, photos, precision: str
+) -> None:
     images = [rgb(d) for d in photos.values()]
-    fp32 = Encoder.from_pretrained(str(tiny_model_dir), bf16=False).embed(images)
-    bf16 = Encoder.from_pretrained(str(tiny_model_dir), bf16=True).embed(images)
-    assert np.min(np.sum(fp32 * bf16, axis=1)) > 0.99
+    fp32 = Encoder.from_pretrained(str(tiny_model_dir), precision="fp32")
+    fast = Encoder.from_pretrained(str(tiny_model_dir), precision=precision)
+    assert np.min(np.sum(fp32.embed(images) * fast.embed(images), axis=1)) > 0.99
+    assert fast.fingerprint == fp32.fingerprint and fast.dtype.startswith("bfloat16")
+
+
+def test_precision_auto_follows_the_hardware(tiny_model_dir: Path) -> None:
+    encoder = Encoder.from_pretrained(str(tiny_model_dir), precision="auto", device="cpu")
+    assert encoder.precision == ("bf16" if bf16_supported("cpu") else "fp32")
+    with pytest.raises(ValueError, match="precision"):
+        Encoder.from_pretrained(str(tiny_model_dir), precision="fp8")
 
 
 @pytest.mark.slow
