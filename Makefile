@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint clean stop
+.PHONY: install run test bench lint clean stop
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,11 @@ run: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks (minutes; quiet machine wanted). BENCH_ARGS="--milvus-server http://127.0.0.1:19530"
+# adds a Milvus server; the report goes to BENCHMARKS.md and bench/out/report.json.
+bench: install
+	$(PY) -m bench --report BENCHMARKS.md $(BENCH_ARGS)
 
 # Stop the local Milvus Lite server that `make run` or the CLI started.
 stop: install

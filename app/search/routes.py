@@ -30,7 +30,7 @@ def search_upload() -> tuple[str, int] | str:
     k = parse_k(form.k.data, default=current_app.config["DEFAULT_K"],
                 maximum=current_app.config["MAX_K"])
     result = find_similar(form.image.data.read(), k, encoder=encoder(), vectors=vectors(),
-                          max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
+                          max_pixels=current_app.config["MAX_IMAGE_PIXELS"], with_thumbnail=True)
     return _results(result, k)
 
 

@@ -56,9 +56,14 @@ def parse_k(raw: Any, *, default: int, maximum: int) -> int:
 
 
 def find_similar(
-    data: bytes, k: int, *, encoder: Encoder, vectors: VectorStore, max_pixels: int
+    data: bytes, k: int, *, encoder: Encoder, vectors: VectorStore, max_pixels: int,
+    with_thumbnail: bool = False,
 ) -> SearchResult:
-    """Decode an uploaded image, embed it and return its k nearest gallery images."""
+    """Decode an uploaded image, embed it and return its k nearest gallery images.
+
+    ``with_thumbnail`` keeps a small preview of the query for pages to show; the
+    JSON API does not need it and skips its cost.
+    """
     started = time.perf_counter()
     decoded = imaging.decode(data, max_pixels=max_pixels)
     decoded_at = time.perf_counter()
@@ -66,8 +71,8 @@ def find_similar(
     embedded_at = time.perf_counter()
     hits = vectors.search(vector, k)
     searched_at = time.perf_counter()
-    query = Query(thumbnail=imaging.thumbnail(decoded.image, 192), width=decoded.width,
-                  height=decoded.height)
+    preview = imaging.thumbnail(decoded.image, 192) if with_thumbnail else b""
+    query = Query(thumbnail=preview, width=decoded.width, height=decoded.height)
     return SearchResult(query, _matches(hits), {
         "decode": _ms(started, decoded_at),
         "embed": _ms(decoded_at, embedded_at),

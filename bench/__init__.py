@@ -1,0 +1,1 @@
+"""Lookalike benchmarks: ``python -m bench`` (or ``make bench``); see BENCHMARKS.md."""

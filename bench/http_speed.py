@@ -1,0 +1,118 @@
+"""Suites 2, 5 and 6: end-to-end query latency, concurrency, worker startup and memory.
+
+gunicorn serves the app with the full-size ViT-S/14 (DINOv2-small's architecture)
+over a gallery of synthetic 384-d vectors near real embeddings, on the Milvus
+backend given (a server URI, or the embedded Lite server).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pymilvus import MilvusClient
+
+from app.encoder import Encoder
+from app.vectors import ModelStamp, VectorStore
+from bench import search_scale
+from bench.common import percentile
+from bench.data import photo_files
+from bench.models import VIT_S14, model_dirs
+from bench.serving import Server, search, serve
+
+
+def prepare_gallery(uri: str, collection: str, model_dir: Path, size: int, workdir: Path) -> None:
+    """A serving collection of ``size`` vectors stamped with the model's identity."""
+    encoder = Encoder.from_pretrained(str(model_dir))
+    client = MilvusClient(uri, timeout=600)
+    store = VectorStore(client, collection, lite=str(client.get_server_version()).startswith("milvus_lite"),
+                        timeout=600)
+    if store.resolve() is not None and store.count() == size:
+        return
+    physical = store.create_collection(ModelStamp(encoder.name, encoder.fingerprint, encoder.dim))
+    base, _ = search_scale.centres(workdir, quick=size < 10_000)
+    vectors = search_scale.synthetic(base, size, seed=11)
+    for i in range(0, size, search_scale.INSERT_BATCH):
+        client.insert(physical, [
+            {"id": f"{i + j:064x}", "vector": v.tolist(), "key": f"{i + j:064x}.jpg", "label": "",
+             "metadata": {}} for j, v in enumerate(vectors[i : i + search_scale.INSERT_BATCH])])
+    store.wait_for_index(physical, serving=False, timeout=3600)
+    store.switch_to(physical)
+
+
+def run(workdir: Path, *, uri: str, backend: str, gallery: int, quick: bool, cores: int) -> dict[str, Any]:
+    model_dir = model_dirs(workdir)[VIT_S14]
+    collection = f"benchhttp_{gallery}"
+    prepare_gallery(uri, collection, model_dir, gallery, workdir)
+    env = {"LOOKALIKE_MODEL": str(model_dir), "LOOKALIKE_MILVUS_URI": uri,
+           "LOOKALIKE_COLLECTION": collection, "LOOKALIKE_INSTANCE_PATH": str(workdir / "instance"),
+           "HF_HUB_OFFLINE": "1"}
+    images = photo_files(20)
+    out: dict[str, Any] = {"backend": backend, "gallery": gallery, "model": VIT_S14}
+    # Latency: one worker, all cores for the model, requests one at a time.
+    server = serve(env, workers=1, threads=4, torch_threads=cores, log=workdir / "gunicorn-latency.log")
+    try:
+        out["startup"] = {"ready_s": server.ready_s, "worker_rss_mb": server.worker_rss_mb()}
+        out["latency"] = latency(server, images, 5 if quick else 100)
+    finally:
+        server.stop()
+    # Concurrency: one worker per core, one torch thread each.
+    server = serve(env, workers=cores, threads=4, torch_threads=1, log=workdir / "gunicorn-conc.log")
+    try:
+        out["concurrency_setup"] = {"workers": cores, "threads": 4, "torch_threads": 1,
+                                    "ready_s": server.ready_s, "worker_rss_mb": server.worker_rss_mb()}
+        out["concurrency"] = {
+            clients: concurrency(server, images, clients, 2 if quick else 50)
+            for clients in (1, 2, 4, 8)
+        }
+    finally:
+        server.stop()
+    single_s = out["latency"]["embed_ms"]["p50"] / 1000
+    out["concurrency_target"] = 0.9 * cores / single_s
+    out["concurrency_ratio"] = out["concurrency"][8]["requests_per_s"] / (cores / single_s)
+    return out
+
+
+def latency(server: Server, images: list[bytes], count: int) -> dict[str, Any]:
+    search(server.port, images[0])  # warm
+    parts: dict[str, list[float]] = {"decode": [], "embed": [], "search": [], "rest": [], "total": []}
+    for i in range(count):
+        status, wall, body = search(server.port, images[i % len(images)])
+        if status != 200:
+            raise RuntimeError(f"search answered {status}: {body}")
+        timings = body["timings_ms"]
+        parts["decode"].append(timings["decode"])
+        parts["embed"].append(timings["embed"])
+        parts["search"].append(timings["search"])
+        parts["rest"].append(wall - timings["decode"] - timings["embed"] - timings["search"])
+        parts["total"].append(wall)
+    out = {f"{k}_ms": {"p50": percentile(v, 50), "p95": percentile(v, 95)} for k, v in parts.items()}
+    total = sum(parts["total"])
+    out["non_model_fraction"] = (total - sum(parts["embed"])) / total
+    return out
+
+
+def concurrency(server: Server, images: list[bytes], clients: int, per_client: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: list[int] = []
+    lock = threading.Lock()
+
+    def client(offset: int) -> None:
+        for i in range(per_client):
+            status, wall, _ = search(server.port, images[(offset + i) % len(images)])
+            with lock:
+                latencies.append(wall)
+                if status != 200:
+                    errors.append(status)
+
+    threads = [threading.Thread(target=client, args=(n * 7,)) for n in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    return {"requests": len(latencies), "errors": len(errors), "requests_per_s": len(latencies) / elapsed,
+            "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95)}

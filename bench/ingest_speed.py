@@ -1,0 +1,108 @@
+"""Suite 4: ingest throughput (files -> searchable rows) against the encoder alone.
+
+Both are measured in the same run on the same photos with the same model and
+batch size: the encoder alone runs on already preprocessed batches; the ingest
+pipeline reads, hashes, decodes, thumbnails, stores, preprocesses, encodes,
+inserts and finally builds the index. Peak memory is measured in subprocesses
+ingesting N and 3N photos: a streaming pipeline stays flat.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pymilvus import MilvusClient
+
+from app import imaging
+from app.encoder import Encoder
+from app.ingest import Ingestor
+from app.sources import collect
+from app.storage import LocalStore
+from app.vectors import ModelStamp, VectorStore
+from bench.common import ROOT, Stat
+from bench.data import photo_files
+from bench.models import VIT_S14, model_dirs
+
+BATCH = 32
+
+
+def write_photos(folder: Path, count: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, data in enumerate(photo_files(count)):
+        (folder / f"{i:06d}.jpg").write_bytes(data)
+    return folder
+
+
+def ingest_once(model_dir: Path, uri: str, folder: Path, workdir: Path) -> tuple[float, int]:
+    """Seconds from files to searchable rows in a fresh collection, and rows added."""
+    encoder = Encoder.from_pretrained(str(model_dir), batch_size=BATCH)
+    client = MilvusClient(uri, timeout=600)
+    lite = str(client.get_server_version()).startswith("milvus_lite")
+    store = VectorStore(client, f"benchingest_{time.time_ns()}", lite=lite, timeout=600)
+    collection = store.create_collection(ModelStamp(encoder.name, encoder.fingerprint, encoder.dim))
+    images = LocalStore(workdir / f"images-{time.time_ns()}")
+    encoder.embed([imaging.decode(next(folder.iterdir()).read_bytes()).image])  # warm
+    start = time.perf_counter()
+    report = Ingestor(encoder, store, images, batch_size=BATCH, collection=collection).run(
+        collect([folder]))
+    store.wait_for_index(collection, serving=False)
+    elapsed = time.perf_counter() - start
+    client.drop_collection(collection)
+    return elapsed, report.added
+
+
+def encoder_only(model_dir: Path, folder: Path, repeats: int) -> Stat:
+    encoder = Encoder.from_pretrained(str(model_dir), batch_size=BATCH)
+    files = sorted(folder.iterdir())
+    batches = [encoder.preprocess([imaging.decode(f.read_bytes()).image for f in files[i : i + BATCH]])
+               for i in range(0, len(files), BATCH)]
+    encoder.embed_pixels(batches[0])
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for batch in batches:
+            encoder.embed_pixels(batch)
+        samples.append(len(files) / (time.perf_counter() - start))
+    return Stat.of(samples)
+
+
+def run(workdir: Path, *, uri: str, count: int, repeats: int) -> dict[str, Any]:
+    model_dir = model_dirs(workdir)[VIT_S14]
+    folder = write_photos(workdir / f"ingest-{count}", count)
+    ingest, model = [], []
+    for _ in range(repeats):  # interleaved, so both see the same machine
+        model.append(encoder_only(model_dir, folder, 1).median)
+        seconds, added = ingest_once(model_dir, uri, folder, workdir)
+        ingest.append(added / seconds)
+    ratios = [i / m for i, m in zip(ingest, model)]
+    return {
+        "photos": count,
+        "model": VIT_S14,
+        "ingest_images_per_s": Stat.of(ingest).as_dict(),
+        "encoder_only_images_per_s": Stat.of(model).as_dict(),
+        "ratio": Stat.of(ratios).as_dict(),
+        "peak_rss_mb": {n: peak_memory(uri, n, workdir) for n in (count, 3 * count)},
+    }
+
+
+def peak_memory(uri: str, count: int, workdir: Path) -> float:
+    """Peak RSS of a fresh process ingesting ``count`` photos."""
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.ingest_speed", uri, str(count), str(workdir)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout
+    return float(json.loads(output.strip().splitlines()[-1])["peak_rss_mb"])
+
+
+if __name__ == "__main__":
+    uri_arg, count_arg, workdir_arg = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+    model = model_dirs(workdir_arg)[VIT_S14]
+    photos = write_photos(workdir_arg / f"ingest-{count_arg}", count_arg)
+    ingest_once(model, uri_arg, photos, workdir_arg)
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -1,0 +1,110 @@
+"""A real gunicorn serving the app, and an HTTP client that uploads like a browser.
+
+Used by the latency, concurrency and startup suites: the app runs exactly as
+deployed (gunicorn, lazy services, readiness through /api/health).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, free_port, rss_mb
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    started: float
+    ready_s: float = 0.0
+    log: Path = field(default_factory=Path)
+
+    def workers(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()] if children.exists() else []
+
+    def worker_rss_mb(self) -> list[float]:
+        return [rss_mb(pid) for pid in self.workers()]
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def serve(env: dict[str, str], *, workers: int, threads: int, torch_threads: int,
+          log: Path, timeout: float = 300) -> Server:
+    """Start gunicorn and wait until every worker has answered /api/health with 200."""
+    port = free_port()
+    full_env = {**os.environ, **env, "LOOKALIKE_THREADS": str(torch_threads)}
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+               "--workers", str(workers), "--threads", str(threads), "--timeout", "300",
+               "--no-control-socket", "wsgi:app"]
+    started = time.perf_counter()
+    with open(log, "ab") as handle:
+        process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=handle,
+                                   stderr=subprocess.STDOUT)
+    server = Server(process, port, started, log=log)
+    deadline = time.monotonic() + timeout
+    healthy = 0
+    while healthy < workers * 2:  # several answers, so that every worker has loaded
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"gunicorn did not become ready; see {log}")
+        try:
+            status, _ = request(port, "GET", "/api/health", timeout=timeout)
+            healthy += status == 200
+        except OSError:
+            time.sleep(0.2)
+    server.ready_s = time.perf_counter() - started
+    return server
+
+
+def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                     f"{value}\r\n".encode())
+    for name, (filename, data) in files.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                     f'filename="{filename}"\r\nContent-Type: image/jpeg\r\n\r\n'.encode()
+                     + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def request(port: int, method: str, path: str, body: bytes | None = None,
+            content_type: str | None = None, timeout: float = 60) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Content-Type": content_type} if content_type else {}
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def search(port: int, image: bytes, k: int = 10) -> tuple[int, float, dict[str, Any]]:
+    """One upload search: (status, client wall ms, response JSON)."""
+    body, content_type = multipart({"k": str(k)}, {"image": ("query.jpg", image)})
+    start = time.perf_counter()
+    status, payload = request(port, "POST", "/api/search", body, content_type)
+    wall = (time.perf_counter() - start) * 1000
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        data = {}
+    return status, wall, data

@@ -1,0 +1,31 @@
+"""The benchmark suite runs end to end in its quick configuration (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_the_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--no-compile", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=1500,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert {"encoder", "search", "latency", "ingest"} <= set(report)
+    vit = report["encoder"]["models"]["dinov2-s14-random"]
+    assert vit["gflop_per_image"] > 10  # ViT-S/14 at 224 px is ~11 GFLOP
+    assert all(0 < m["roofline_fraction_best"] for m in vit["modes"].values())
+    assert report["latency"]["lite"]["concurrency"]["8"]["errors"] == 0
+    markdown = (tmp_path / "report.md").read_text()
+    for heading in ("## 1. Encoder throughput", "## 2. Query latency", "## 3. Search scaling",
+                    "## 4. Ingest throughput"):
+        assert heading in markdown
