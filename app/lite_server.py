@@ -27,9 +27,6 @@ from typing import Iterator
 from app.exceptions import VectorStoreUnavailable
 
 START_TIMEOUT = 60.0
-# Handles of servers this process started. They outlive us on purpose; keeping
-# the handle stops Popen.__del__ from warning that the child is still running.
-_STARTED: list[subprocess.Popen[bytes]] = []
 
 
 @dataclass(frozen=True)
@@ -95,29 +92,44 @@ def stop_server(data_dir: Path, *, timeout: float = 20.0) -> bool:
 def _start(data_dir: Path, timeout: float) -> LiteServer:
     port = _free_port()
     log_path = data_dir.with_name(data_dir.name + ".server.log")
-    command = [
+    pid = _spawn_detached([
         sys.executable, "-m", "milvus_lite", "server", "--data-dir", str(data_dir),
         "--host", "127.0.0.1", "--port", str(port),
-    ]
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,  # outlives the process that started it, ignores its ^C
-        )
+    ], log_path)
     deadline = time.monotonic() + timeout
     while not _port_open(port):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
+        if not _alive(pid) or time.monotonic() > deadline:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
             tail = log_path.read_text(errors="replace")[-800:]
             raise VectorStoreUnavailable(
                 f"Could not start the Milvus Lite server for {data_dir} (log: {log_path}). "
                 f"Is another program holding that folder? Last output:\n{tail}"
             )
         time.sleep(0.05)
-    _STARTED.append(process)
-    server = LiteServer(data_dir, process.pid, port)
+    server = LiteServer(data_dir, pid, port)
     state_file(data_dir).write_text(json.dumps({"pid": server.pid, "port": server.port}))
     return server
+
+
+# Started through a short-lived middle process, the server is re-parented away
+# from us: it outlives the app or command that needed it, ignores its ^C
+# (own session), and never lingers as our zombie or unreaped child.
+_LAUNCHER = (
+    "import subprocess, sys\n"
+    "log = open(sys.argv[1], 'ab')\n"
+    "p = subprocess.Popen(sys.argv[2:], stdout=log, stderr=subprocess.STDOUT,\n"
+    "                     stdin=subprocess.DEVNULL, start_new_session=True)\n"
+    "print(p.pid)\n"
+)
+
+
+def _spawn_detached(command: list[str], log_path: Path) -> int:
+    launched = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, str(log_path), *command],
+        capture_output=True, text=True, check=True, timeout=30,
+    )
+    return int(launched.stdout.strip())
 
 
 @contextmanager
@@ -138,11 +150,9 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie child of ours still "exists": reap it if it is ours.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
+    try:  # a zombie is dead: /proc says so ("Z") until its parent reaps it
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][:1] != "Z"
+    except (OSError, IndexError):
         return True
 
 
