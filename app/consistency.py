@@ -1,0 +1,87 @@
+"""Find and repair disagreements between the image store and the vector collection.
+
+The write order makes every disagreement mean one thing. Ingest stores the
+original and thumbnail before it writes the row, and deletion removes the
+objects before the row. So an original without a row is an interrupted add:
+repair indexes it. A row without its original is an interrupted delete:
+repair deletes the row. A thumbnail without its original goes; a missing
+thumbnail is made again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from app import imaging
+from app.exceptions import InvalidImage, NotFound
+from app.ingest import Ingestor, Report
+from app.sources import Source
+from app.storage import ORIGINALS, THUMBS, ImageStore, original_name, thumb_name
+from app.vectors import VectorStore
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    rows: int
+    originals: int
+    thumbs: int
+    unindexed: list[str] = field(default_factory=list)  # originals (keys) without a row
+    missing_originals: list[str] = field(default_factory=list)  # row ids without an original
+    orphan_thumbs: list[str] = field(default_factory=list)  # thumbnail names without an original
+    missing_thumbs: list[str] = field(default_factory=list)  # original keys without a thumbnail
+
+    @property
+    def consistent(self) -> bool:
+        return not (self.unindexed or self.missing_originals or self.orphan_thumbs
+                    or self.missing_thumbs)
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    indexed: Report
+    rows_deleted: int
+    thumbs_deleted: int
+    thumbs_made: int
+
+
+def check(vectors: VectorStore, images: ImageStore) -> CheckReport:
+    """Compare every row with every stored object (ids only: flat in memory)."""
+    rows = {entry.id: entry.key for entry in vectors.iterate()}
+    originals = {name[len(ORIGINALS):] for name in images.names(ORIGINALS)}
+    thumbs = set(images.names(THUMBS))
+    by_hash = {key.split(".", 1)[0]: key for key in originals}
+    expected_thumbs = {thumb_name(key): key for key in originals}
+    return CheckReport(
+        rows=len(rows),
+        originals=len(originals),
+        thumbs=len(thumbs),
+        unindexed=sorted(key for digest, key in by_hash.items() if digest not in rows),
+        missing_originals=sorted(i for i, key in rows.items() if key not in originals),
+        orphan_thumbs=sorted(thumbs - expected_thumbs.keys()),
+        missing_thumbs=sorted(key for name, key in expected_thumbs.items() if name not in thumbs),
+    )
+
+
+def repair(report: CheckReport, ingestor: Ingestor,
+           on_outcome: Callable | None = None) -> RepairReport:
+    images, vectors = ingestor.images, ingestor.vectors
+    indexed = ingestor.run(stored_sources(images, report.unindexed), on_outcome)
+    vectors.delete(report.missing_originals)
+    for name in report.orphan_thumbs:
+        images.delete(name)
+    made = 0
+    for key in report.missing_thumbs:
+        try:
+            decoded = imaging.decode(images.get(original_name(key)))
+        except (InvalidImage, NotFound):
+            continue
+        images.put(thumb_name(key), imaging.thumbnail(decoded.image), "image/webp")
+        made += 1
+    return RepairReport(indexed, len(report.missing_originals), len(report.orphan_thumbs), made)
+
+
+def stored_sources(images: ImageStore, keys: list[str]) -> Iterator[Source]:
+    """Sources that read originals back from the store (for repair and reindex)."""
+    for key in keys:
+        yield Source(key, lambda k=key: images.get(original_name(k)))

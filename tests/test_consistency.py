@@ -1,0 +1,51 @@
+"""gallery check: find and repair what an interrupted add or delete left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.consistency import check, repair
+from app.ingest import Ingestor
+from app.sources import collect
+from app.storage import original_name, thumb_name
+
+
+@pytest.fixture
+def gallery(app, gallery_dir: Path):  # type: ignore[no-untyped-def]
+    from app.extensions import encoder, images, vectors
+
+    with app.app_context():
+        ingestor = Ingestor(encoder(), vectors(), images(), batch_size=4)
+        report = ingestor.run(collect([gallery_dir]))
+        yield ingestor, [o.key for o in report.outcomes]
+
+
+def test_a_clean_gallery_is_consistent(gallery) -> None:  # type: ignore[no-untyped-def]
+    ingestor, keys = gallery
+    report = check(ingestor.vectors, ingestor.images)
+    assert report.consistent and report.rows == report.originals == report.thumbs == len(keys)
+
+
+def test_every_kind_of_orphan_is_found_and_repaired(gallery, photos) -> None:  # type: ignore[no-untyped-def]
+    ingestor, keys = gallery
+    images, vectors = ingestor.images, ingestor.vectors
+    vectors.delete([keys[0].split(".")[0]])  # an interrupted add: original, no row
+    images.delete(original_name(keys[1]))  # an interrupted delete: row, no original
+    images.delete(thumb_name(keys[1]))
+    images.delete(thumb_name(keys[2]))  # a lost thumbnail
+    stray = thumb_name("f" * 64 + ".jpg")
+    images.put(stray, b"RIFF", "image/webp")  # a thumbnail of nothing
+
+    report = check(vectors, images)
+    assert report.unindexed == [keys[0]]
+    assert report.missing_originals == [keys[1].split(".")[0]]
+    assert report.missing_thumbs == [keys[2]]
+    assert report.orphan_thumbs == [stray]
+
+    repaired = repair(report, ingestor)
+    assert repaired.indexed.added == 1 and repaired.rows_deleted == 1
+    assert repaired.thumbs_deleted == 1 and repaired.thumbs_made == 1
+    after = check(vectors, images)
+    assert after.consistent and after.rows == len(keys) - 1
