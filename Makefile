@@ -16,13 +16,12 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-# One gunicorn worker with threads: the model is loaded once, searches run in
-# parallel. Milvus Lite runs as a local server beside it (started on demand),
-# so `flask --app wsgi gallery add` works while this runs.
+# gunicorn sized by gunicorn.conf.py (workers from cores and memory; each loads
+# the model before it takes traffic). Milvus Lite runs as a local server beside
+# it (started on demand), so `flask --app wsgi gallery add` works meanwhile.
 run: install
 	@echo "Lookalike on http://$(HOST):$(PORT)  (model: $${LOOKALIKE_MODEL:-facebook/dinov2-small})"
-	$(VENV)/bin/gunicorn --bind $(HOST):$(PORT) --workers 1 --threads 4 --timeout 120 \
-		--no-control-socket --access-logfile - wsgi:app
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py --bind $(HOST):$(PORT) wsgi:app
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
