@@ -17,7 +17,11 @@ class Config:
     # The encoder: an HF hub id or a local model directory (e.g. a trainer export).
     MODEL = "facebook/dinov2-small"
     DEVICE = ""  # "" = CUDA when available, else CPU
-    BF16 = None  # None = on where the hardware has fast bf16; False to force fp32
+    # auto = bf16 weights where the hardware has fast bf16 (AVX512-BF16/AMX, Ampere+),
+    # else fp32; or fp32, bf16, bf16-autocast. BF16=false is a shorthand for fp32.
+    PRECISION = "auto"
+    BF16 = None
+    COMPILE = False  # torch.compile the model (slower start; see BENCHMARKS.md)
     THREADS = 0  # torch CPU threads; 0 = torch's default
     BATCH_SIZE = 32
     # Milvus: "" = a Milvus Lite database at instance/milvus.db, shared through a
@@ -44,6 +48,23 @@ class Config:
     MAX_K = 100
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
+    PRODUCTION = False
+    PROXY_FIX = 0  # reverse proxies in front whose X-Forwarded-* to trust (1 behind nginx)
+    # Admin (/admin): one account. Make the hash with `flask --app wsgi admin
+    # hash-password`. Without one, the embedded default generates a password once,
+    # prints it, and keeps only its hash in instance/admin-password.hash;
+    # ProductionConfig refuses to start instead.
+    ADMIN_USER = "admin"
+    ADMIN_PASSWORD_HASH = ""
+    ADMIN_ONE_TIME_PASSWORD = True
+    ADMIN_LOGIN_ATTEMPTS = 5  # failed logins per user and IP (per worker process) ...
+    ADMIN_LOGIN_WINDOW = 300  # ... within this many seconds, then 429 until they age out
+    ADMIN_SESSION_HOURS = 12  # a login lasts this long, then the admin logs in again
+    ADMIN_PAGE_SIZE = 48  # thumbnails per gallery page
+    # Reindex: each worker re-reads the serving alias at most this often (seconds),
+    # so it follows a switch to a new collection (and its model) within that time.
+    ALIAS_CHECK_SECONDS = 2.0
+    REINDEX_NICE = 10  # the background reindex yields the CPU to searches
 
 
 class TestConfig(Config):
@@ -53,4 +74,24 @@ class TestConfig(Config):
 
 
 class ProductionConfig(Config):
+    """For deployments (LOOKALIKE_CONFIG=production): refuses to start without secrets."""
+
+    PRODUCTION = True
     SESSION_COOKIE_SECURE = True
+    ADMIN_ONE_TIME_PASSWORD = False  # LOOKALIKE_ADMIN_PASSWORD_HASH is required
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "": Config, "default": Config, "development": Config,
+    "production": ProductionConfig, "test": TestConfig,
+}
+
+
+def config_class(name: str) -> type[Config]:
+    """The config class named by LOOKALIKE_CONFIG (default, production or test)."""
+    try:
+        return CONFIGS[name.strip().lower()]
+    except KeyError:
+        raise SystemExit(
+            f"LOOKALIKE_CONFIG={name!r} is not one of {', '.join(sorted(k for k in CONFIGS if k))}."
+        ) from None

@@ -5,6 +5,11 @@ the gunicorn master: a forked worker that inherited a gRPC channel or torch
 threads would misbehave. ``Lazy`` rebuilds in a process whose pid differs from
 the one that built it, and does not cache a failure, so a service that was down
 is retried on the next request.
+
+``encoder()`` and ``vectors()`` come from one per-request snapshot of
+``app.jobs.serving.Serving``: the collection the serving alias points to and
+the model that built it (which after a reindex may differ from
+``LOOKALIKE_MODEL`` until workers notice the switch, within seconds).
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from flask import Flask, current_app
+from flask import Flask, current_app, g
 
 from app.encoder import Encoder
+from app.jobs.serving import EncoderPool, Serving, Snapshot
 from app.storage import ImageStore, open_store
 from app.vectors import IndexParams, ModelStamp, VectorStore
 
@@ -50,30 +56,55 @@ class Lazy(Generic[T]):
             self._value = None
 
 
+LITE_GRPC_OPTIONS = {
+    "grpc.keepalive_permit_without_calls": 0,
+    "grpc.keepalive_time_ms": 300_000,
+}
+
+
 def init_app(app: Flask) -> None:
+    # The configured model (LOOKALIKE_MODEL): what a reindex encodes with.
     app.extensions["lookalike.encoder"] = Lazy(lambda: build_encoder(app))
-    app.extensions["lookalike.vectors"] = Lazy(lambda: build_vectors(app))
+    # Models by name, kept across Milvus reconnects (reset() of the Serving below).
+    app.extensions["lookalike.encoders"] = Lazy(lambda: build_encoder_pool(app))
+    # The Serving (alias follower); reset() reconnects to Milvus.
+    app.extensions["lookalike.vectors"] = Lazy(lambda: build_serving(app))
     app.extensions["lookalike.images"] = Lazy(lambda: build_images(app))
 
 
 def encoder() -> Encoder:
-    return current_app.extensions["lookalike.encoder"].get()
+    """The encoder of the serving collection (the same for the whole request)."""
+    return snapshot().encoder
 
 
 def vectors() -> VectorStore:
+    """The serving collection, pinned for the whole request to match ``encoder()``."""
+    return snapshot().vectors
+
+
+def serving() -> Serving:
     return current_app.extensions["lookalike.vectors"].get()
+
+
+def snapshot() -> Snapshot:
+    """One collection + encoder pair per request (or CLI command), taken on first use."""
+    if "lookalike_snapshot" not in g:
+        g.lookalike_snapshot = serving().snapshot()
+    return g.lookalike_snapshot
 
 
 def images() -> ImageStore:
     return current_app.extensions["lookalike.images"].get()
 
 
-def build_encoder(app: Flask) -> Encoder:
+def build_encoder(app: Flask, model: str | None = None) -> Encoder:
     cfg = app.config
     return Encoder.from_pretrained(
-        str(cfg["MODEL"]),
+        model or str(cfg["MODEL"]),
         device=cfg["DEVICE"] or None,
         bf16=cfg["BF16"],
+        precision=None if cfg["BF16"] is not None else str(cfg["PRECISION"]),
+        compile=bool(cfg["COMPILE"]),
         threads=int(cfg["THREADS"]) or None,
         batch_size=int(cfg["BATCH_SIZE"]),
     )
@@ -105,9 +136,16 @@ def connect_milvus(app: Flask) -> VectorStore:
     cfg = app.config
     uri = milvus_uri(app)
     timeout = float(cfg["MILVUS_TIMEOUT"])
+    token = str(cfg["MILVUS_TOKEN"] or "")
     try:
-        client = MilvusClient(uri, token=str(cfg["MILVUS_TOKEN"] or ""), timeout=timeout)
+        client = MilvusClient(uri, token=token, timeout=timeout)
         version = str(client.get_server_version(timeout=timeout))
+        if version.startswith("milvus_lite"):
+            # pymilvus pings every 10 s even on idle channels; the Lite server (gRPC's
+            # defaults) answers that with GOAWAY "too_many_pings" and drops the
+            # connection. No pings without calls, and none oftener than gRPC allows.
+            client.close()
+            client = MilvusClient(uri, token=token, timeout=timeout, grpc_options=LITE_GRPC_OPTIONS)
     except MilvusException as exc:
         raise VectorStoreUnavailable(
             f"Milvus at {uri} is unreachable ({exc.message}). Check LOOKALIKE_MILVUS_URI "
@@ -121,10 +159,16 @@ def connect_milvus(app: Flask) -> VectorStore:
                        lite=version.startswith("milvus_lite"), timeout=timeout)
 
 
-def build_vectors(app: Flask) -> VectorStore:
-    store = connect_milvus(app)
-    store.ensure(model_stamp(app.extensions["lookalike.encoder"].get()))
-    return store
+def build_encoder_pool(app: Flask) -> EncoderPool:
+    configured = str(app.config["MODEL"])
+    return EncoderPool(lambda name: app.extensions["lookalike.encoder"].get()
+                       if name == configured else build_encoder(app, name))
+
+
+def build_serving(app: Flask) -> Serving:
+    return Serving(connect_milvus(app), encoders=app.extensions["lookalike.encoders"].get(),
+                   configured=str(app.config["MODEL"]),
+                   interval=float(app.config["ALIAS_CHECK_SECONDS"]))
 
 
 def build_images(app: Flask) -> ImageStore:

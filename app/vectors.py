@@ -26,6 +26,9 @@ KEY_LENGTH = 128
 LABEL_LENGTH = 512
 OUTPUT_FIELDS = ["key", "label", "metadata"]
 STAMP_PROPERTY = "lookalike.stamp"
+# Set on a collection once it has served searches: a reindex may roll back to it,
+# while a generation without it is a half-built leftover that can be dropped.
+SERVED_PROPERTY = "lookalike.served"
 
 
 @dataclass(frozen=True)
@@ -135,9 +138,17 @@ class VectorStore:
         """
         target = self.resolve()
         if target is None:
-            target = self.create_collection(stamp)
-            self.client.create_alias(target, self.alias, timeout=self.timeout)
-            return target
+            created = self.create_collection(stamp)
+            try:
+                self.client.create_alias(created, self.alias, timeout=self.timeout)
+                return created
+            except MilvusException:
+                # Another process (a second gunicorn worker, the CLI) made the alias
+                # first: serve its collection and drop ours.
+                target = self.resolve()
+                if target is None:
+                    raise
+                self.client.drop_collection(created, timeout=self.timeout)
         self.check(stamp, target)
         return target
 
@@ -233,6 +244,19 @@ class VectorStore:
         if collection == self.resolve():
             raise CollectionMismatch(f"{collection!r} is serving searches; switch away first.")
         self.client.drop_collection(collection, timeout=self.timeout)
+
+    @milvus_call("marking a collection as served")
+    def mark_served(self, collection: str) -> None:
+        """Record that ``collection`` has served searches (so it is a rollback target)."""
+        self.client.alter_collection_properties(
+            collection, properties={SERVED_PROPERTY: _now()}, timeout=self.timeout
+        )
+
+    @milvus_call("describing a collection")
+    def served_since(self, collection: str) -> str:
+        """When ``collection`` was marked as served, or "" if it never was."""
+        described = self.client.describe_collection(collection, timeout=self.timeout)
+        return str((described.get("properties") or {}).get(SERVED_PROPERTY, ""))
 
     def stamp_of(self, collection: str) -> ModelStamp | None:
         meta = self._description(collection)
@@ -351,6 +375,16 @@ class VectorStore:
             yield from (_entry(r) for r in page)
             last = page[-1]["id"]
 
+    @milvus_call("listing rows")
+    def page(self, after: str = "", limit: int = 48, collection: str | None = None) -> list[Entry]:
+        """Up to ``limit`` rows with ids after ``after``, by id: keyset paging for the
+        admin grid, which stays cheap at any depth (Milvus caps offset + limit)."""
+        rows = self.client.query(
+            collection or self.alias, filter=f"id > {json.dumps(after)}",
+            output_fields=["id", *OUTPUT_FIELDS], limit=limit, timeout=self.timeout,
+        )
+        return [_entry(r) for r in sorted((dict(r) for r in rows), key=lambda r: r["id"])]
+
     # -- index and health -------------------------------------------------------------
 
     @milvus_call("flushing")
@@ -429,3 +463,7 @@ def _entry(row: dict[str, Any]) -> Entry:
         label=row.get("label") or "",
         metadata=row.get("metadata") or {},
     )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,18 @@
+"""The admin blueprint: login, gallery management and reindex from the browser."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Check the admin settings (fail at start, not at the first login) and register."""
+    from app.admin import auth
+    from app.admin.routes import bp
+    from app.extensions import Lazy
+
+    auth.check_config(app)
+    cfg = app.config
+    app.extensions["lookalike.login_limiter"] = Lazy(lambda: auth.LoginLimiter(
+        int(cfg["ADMIN_LOGIN_ATTEMPTS"]), float(cfg["ADMIN_LOGIN_WINDOW"])))
+    app.register_blueprint(bp)

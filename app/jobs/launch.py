@@ -1,0 +1,179 @@
+"""Run a reindex (or rollback) here, or start it as a detached process from a web worker.
+
+The web button must not run the job in the request: the request would time
+out, and a gunicorn worker restart would kill it. ``start`` takes the job lock,
+writes a "queued" state and starts ``flask index rebuild`` as its own session,
+handing it the locked file descriptor, so there is no moment at which a second
+start could slip in. The child gets the web app's configuration through
+``LOOKALIKE_*`` variables (the app may have been built from a mapping in tests)
+and writes its output to ``instance/reindex.log``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+
+from flask import Flask
+
+from app.exceptions import LookalikeError
+from app.jobs.reindex import Progress, Reindexer
+from app.jobs.state import JobFiles, JobRunning, JobState, acquire, release
+
+log = logging.getLogger(__name__)
+
+COMMANDS = {"reindex": "rebuild", "rollback": "rollback"}
+# Handles of jobs this process started, polled so that finished ones are reaped.
+_CHILDREN: list[subprocess.Popen[bytes]] = []
+
+
+def start(app: Flask, kind: str, *, user: str) -> JobState:
+    """Start a job process; raises JobRunning if one is running already."""
+    files = JobFiles(app.instance_path)
+    reap()
+    fd = acquire(files.lock)
+    if fd is None:
+        raise JobRunning(running_message(files.read()))
+    state = JobState(id=new_id(), kind=kind, phase="queued", user=user,
+                     model=str(app.config["MODEL"]), started=time.time(),
+                     message="starting the job process")
+    try:
+        files.clear_cancel()
+        files.write(state)
+        command = [sys.executable, "-m", "flask", "--app", "app:create_app()", "index",
+                   COMMANDS[kind], "--lock-fd", str(fd), "--job-id", state.id, "--user", user]
+        with open(files.log, "ab") as output:
+            child = subprocess.Popen(
+                command, cwd=_root(), env=child_env(app), stdin=subprocess.DEVNULL,
+                stdout=output, stderr=subprocess.STDOUT, pass_fds=(fd,),
+                start_new_session=True,  # survives the request, the worker and its ^C
+            )
+        _CHILDREN.append(child)
+        return replace(state, pid=child.pid)
+    except OSError as exc:
+        state = replace(state, phase="failed", finished=time.time(),
+                        error=f"Could not start the job process: {exc}.")
+        files.write(state)
+        return state
+    finally:
+        release(fd)  # the child holds the lock from here on
+
+
+def run_here(
+    app: Flask,
+    kind: str,
+    *,
+    user: str = "",
+    lock_fd: int | None = None,
+    job_id: str = "",
+    batch_size: int | None = None,
+    on_change: Callable[[JobState], None] | None = None,
+) -> JobState:
+    """Run a job in this process (the CLI, or the child ``start`` made). Needs an app context."""
+    from app import audit
+    from app.extensions import build_encoder, connect_milvus, images
+
+    files = JobFiles(app.instance_path)
+    fd, state = _take_lock(app, files, kind, user=user, lock_fd=lock_fd, job_id=job_id)
+    try:
+        _be_nice(int(app.config.get("REINDEX_NICE") or 0))
+        state = replace(state, pid=os.getpid(), phase="loading", message="connecting")
+        progress = Progress(files, state, on_change)
+        progress.set()
+        try:
+            reindexer = Reindexer(
+                connect_milvus(app), images(), load=lambda name: build_encoder(app, name),
+                progress=progress, batch_size=batch_size or int(app.config["BATCH_SIZE"]),
+                max_pixels=int(app.config["MAX_IMAGE_PIXELS"]),
+            )
+        except LookalikeError as exc:
+            final = progress.finish("failed", error=exc.message)
+        else:
+            final = reindexer.execute()
+        if final.phase == "done":
+            files.record_success(final)
+        audit.record(f"{kind}.{final.phase}", user=user or "cli", job=final.id,
+                     old=final.old_collection, new=final.new_collection, images=final.done,
+                     failed=final.failed, seconds=round(final.duration_s, 1),
+                     error=final.error or None)
+        return final
+    finally:
+        files.clear_cancel()
+        release(fd)
+
+
+def _take_lock(
+    app: Flask, files: JobFiles, kind: str, *, user: str, lock_fd: int | None, job_id: str
+) -> tuple[int, JobState]:
+    if lock_fd is None:
+        fd = acquire(files.lock)
+        if fd is None:
+            raise JobRunning(running_message(files.read()))
+        files.clear_cancel()
+        state = JobState(id=new_id(), kind=kind, user=user, model=str(app.config["MODEL"]),
+                         started=time.time())
+        return fd, state
+    # Handed over by ``start``: the same open file, so this succeeds only if we hold it.
+    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    state = files.read()
+    if state.id != job_id:
+        state = JobState(id=job_id, kind=kind, user=user, model=str(app.config["MODEL"]),
+                         started=time.time())
+    return lock_fd, state
+
+
+def running_message(state: JobState) -> str:
+    if not state.active:
+        return "A reindex is already running. Wait for it to finish, or cancel it."
+    since = datetime.fromtimestamp(state.started).strftime("%H:%M:%S") if state.started else "?"
+    who = f" by {state.user}" if state.user else ""
+    return (f"A {state.kind} is already running ({state.phase}, {state.done}/{state.total} "
+            f"images, started{who} at {since}). Wait for it to finish, or cancel it.")
+
+
+def child_env(app: Flask) -> dict[str, str]:
+    """The environment for a job process: ours, plus this app's settings as LOOKALIKE_*."""
+    from app.config import Config
+
+    env = dict(os.environ)
+    for key in (k for k in dir(Config) if k.isupper() and k in app.config):
+        try:
+            env[f"LOOKALIKE_{key}"] = json.dumps(app.config[key])
+        except (TypeError, ValueError):
+            continue
+    env["LOOKALIKE_INSTANCE_PATH"] = app.instance_path
+    return env
+
+
+def reap() -> None:
+    """Collect the exit status of finished job processes (no zombies left behind)."""
+    for child in list(_CHILDREN):
+        if child.poll() is not None:
+            _CHILDREN.remove(child)
+
+
+def new_id() -> str:
+    return f"{datetime.now():%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def _be_nice(increment: int) -> None:
+    if increment > 0:
+        try:
+            os.nice(increment)
+        except OSError:
+            log.warning("could not lower the reindex's CPU priority")
+
+
+def _root() -> str:
+    from app import ROOT
+
+    return str(ROOT)
