@@ -7,6 +7,7 @@ logged with its traceback and answered with a plain 500 that leaks nothing.
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from flask import Flask, Response, current_app, jsonify, render_template, request
@@ -26,8 +27,13 @@ MESSAGES = {
 }
 
 
+# OS errors that mean "this server cannot write its data", not a bug.
+UNWRITABLE = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ENOTDIR}
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(LookalikeError, handle_domain_error)
+    app.register_error_handler(OSError, handle_os_error)
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(Exception, handle_unexpected)
@@ -41,6 +47,17 @@ def handle_domain_error(error: LookalikeError) -> tuple[Response | str, int]:
     if isinstance(error, ServiceUnavailable):
         log.warning("%s: %s", error.title, error.message)
     return respond(error.status, error.title, error.message)
+
+
+def handle_os_error(error: OSError) -> tuple[Response | str, int]:
+    """A read-only or full data folder: a clear 503 instead of a stack trace."""
+    if error.errno not in UNWRITABLE:
+        return handle_unexpected(error)
+    where = error.filename or current_app.instance_path
+    log.error("cannot write %s: %s", where, error.strerror)
+    return respond(503, "Storage not writable",
+                   f"The server cannot write to {where} ({error.strerror}). An operator must "
+                   "make its data folder writable or free disk space; nothing was half-written.")
 
 
 def handle_csrf_error(error: CSRFError) -> tuple[Response | str, int]:

@@ -47,12 +47,18 @@ def state_file(data_dir: Path) -> Path:
 def ensure_server(data_dir: Path, *, timeout: float = START_TIMEOUT) -> LiteServer:
     """The running server for ``data_dir``, started if there is none."""
     data_dir = data_dir.resolve()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(data_dir):
-        server = running_server(data_dir)
-        if server is not None:
-            return server
-        return _start(data_dir, timeout)
+    try:
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(data_dir):
+            server = running_server(data_dir)
+            if server is not None:
+                return server
+            return _start(data_dir, timeout)
+    except OSError as exc:
+        raise VectorStoreUnavailable(
+            f"Milvus Lite cannot use {data_dir.parent}: {exc.strerror or exc}. Check that the "
+            "instance folder is writable and the disk is not full."
+        ) from exc
 
 
 def running_server(data_dir: Path) -> LiteServer | None:

@@ -95,6 +95,8 @@ def make_app(tmp_path: Path, tiny_model_dir: Path, lite_server: str, collection_
     from app import create_app
     from app.config import TestConfig
 
+    made = []
+
     def make(**overrides):  # type: ignore[no-untyped-def]
         config = {k: getattr(TestConfig, k) for k in dir(TestConfig) if k.isupper()}
         config.update(
@@ -105,9 +107,14 @@ def make_app(tmp_path: Path, tiny_model_dir: Path, lite_server: str, collection_
             BATCH_SIZE=4,
         )
         config.update(overrides)
-        return create_app(config)
+        made.append(create_app(config))
+        return made[-1]
 
-    return make
+    yield make
+    for app in made:  # close gRPC channels: hundreds of idle ones strain the shared server
+        serving = app.extensions["lookalike.vectors"].peek()
+        if serving is not None:
+            serving.store.client.close()
 
 
 @pytest.fixture

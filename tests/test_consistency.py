@@ -49,3 +49,16 @@ def test_every_kind_of_orphan_is_found_and_repaired(gallery, photos) -> None:  #
     assert repaired.thumbs_deleted == 1 and repaired.thumbs_made == 1
     after = check(vectors, images)
     assert after.consistent and after.rows == len(keys) - 1
+
+
+def test_the_cli_reports_and_repairs(runner, gallery_dir, app) -> None:  # type: ignore[no-untyped-def]
+    from app.extensions import images
+
+    assert runner.invoke(args=["gallery", "add", str(gallery_dir)]).exit_code == 0
+    with app.app_context():
+        name = next(images().names("thumbs/"))
+        images().delete(name)
+    found = runner.invoke(args=["gallery", "check"])
+    assert found.exit_code == 1 and "1 originals without a thumbnail" in found.output
+    fixed = runner.invoke(args=["gallery", "check", "--repair"])
+    assert fixed.exit_code == 0 and "made 1 thumbnails" in fixed.output and "Consistent." in fixed.output

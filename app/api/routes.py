@@ -8,7 +8,8 @@ import torch
 from flask import Blueprint, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 
-from app.exceptions import BadRequest, LookalikeError
+from app.encoder import Encoder
+from app.exceptions import BadRequest, LookalikeError, ModelLoadError
 from app.extensions import encoder, images, vectors
 from app.search.service import SearchResult, find_similar, find_similar_to_key, parse_k
 
@@ -39,7 +40,7 @@ def health() -> ResponseReturnValue:
     """Readiness: model loaded, Milvus and the image store reachable."""
     report: dict[str, Any] = {"status": "ok"}
     try:
-        enc = encoder()
+        enc = _serving_or_configured_encoder()
         report["model"] = {"id": enc.name, "dim": enc.dim, "device": enc.device,
                            "dtype": enc.dtype, "threads": torch.get_num_threads()}
     except LookalikeError as exc:
@@ -62,6 +63,17 @@ def health() -> ResponseReturnValue:
         and report["storage"]["reachable"]
     report["status"] = "ok" if healthy else "unavailable"
     return jsonify(report), 200 if healthy else 503
+
+
+def _serving_or_configured_encoder() -> Encoder:
+    """The serving collection's model; the configured one when Milvus cannot say which,
+    so that health tells a model problem from a Milvus problem."""
+    try:
+        return encoder()
+    except ModelLoadError:
+        raise
+    except LookalikeError:
+        return current_app.extensions["lookalike.encoder"].get()
 
 
 def _k(raw: Any) -> int:
