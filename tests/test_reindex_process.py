@@ -170,3 +170,47 @@ def test_cancel_and_kill_leave_the_old_collection_serving_and_a_rerun_succeeds(
     assert done.phase == "done", done.error
     assert store.resolve() == done.new_collection and store.count() == size
     assert set(store.generations()) == {old, done.new_collection}  # leftover dropped
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["encoding", "indexing", "switching"])
+def test_a_job_killed_in_any_phase_leaves_search_intact_and_a_rerun_completes(
+    embedded, tmp_path: Path, photos, monkeypatch, phase: str
+) -> None:
+    """Killed half-way through encoding, while the index builds, or just before the
+    alias moves: the serving collection is untouched and no search fails."""
+    from app.extensions import serving
+
+    app = embedded()
+    size = fill_gallery(app, tmp_path, photos, extra=24)
+    with app.app_context():
+        store = serving().store
+    old = store.resolve()
+    files = JobFiles(app.instance_path)
+    admin = app.test_client()
+    log_in(admin)
+    searches = Searches(app, photos, k=5)
+    searches.start()
+    try:
+        monkeypatch.setenv("LOOKALIKE_FAULT_PAUSE", f"{phase}:120")  # inherited by the job
+        assert admin.post("/admin/reindex").status_code == 303
+        held = wait_for_job(files, timeout=JOB_TIMEOUT, until=lambda s: s.phase == phase)
+        if phase == "encoding":
+            deadline = time.monotonic() + JOB_TIMEOUT
+            while files.read().done * 2 < size and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert 0 < files.read().done < size + 1
+        os.kill(held.pid, signal.SIGKILL)
+        killed = wait_for_job(files, timeout=30, until=lambda s: s.phase == "failed")
+        assert "stopped unexpectedly" in killed.error
+        assert store.resolve() == old and store.count() == size
+        monkeypatch.delenv("LOOKALIKE_FAULT_PAUSE")
+        assert admin.post("/admin/reindex").status_code == 303
+        done = wait_for_job(files, timeout=JOB_TIMEOUT)
+        assert done.phase == "done", done.error
+        assert store.resolve() == done.new_collection and store.count() == size
+        time.sleep(0.5)  # a few searches on the new collection too
+    finally:
+        searches.stop.set()
+        searches.join(30)
+    assert searches.total > 0 and searches.failures == []

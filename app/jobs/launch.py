@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import subprocess
+import threading
 import sys
 import time
 from collections.abc import Callable
@@ -58,6 +59,9 @@ def start(app: Flask, kind: str, *, user: str) -> JobState:
                 start_new_session=True,  # survives the request, the worker and its ^C
             )
         _CHILDREN.append(child)
+        # Reap it when it ends, whatever this process is doing then (no zombie, and
+        # no "subprocess still running" warning if we exit first: it outlives us).
+        threading.Thread(target=child.wait, name=f"reap-job-{child.pid}", daemon=True).start()
         return replace(state, pid=child.pid)
     except OSError as exc:
         state = replace(state, phase="failed", finished=time.time(),
