@@ -125,7 +125,10 @@ class VectorStore:
         self.alias = alias
         self.params = params or IndexParams()
         self.lite = lite
-        self.timeout = timeout
+        self.timeout = timeout  # for requests: searches, reads, small writes
+        # Creating, loading, flushing, aliasing and dropping collections is
+        # maintenance a busy server may take longer over (seen: > 3 s on 2.3).
+        self.maintenance_timeout = max(timeout, 60.0)
 
     # -- collections and aliases -------------------------------------------------
 
@@ -140,7 +143,7 @@ class VectorStore:
         if target is None:
             created = self.create_collection(stamp)
             try:
-                self.client.create_alias(created, self.alias, timeout=self.timeout)
+                self.client.create_alias(created, self.alias, timeout=self.maintenance_timeout)
                 return created
             except MilvusException:
                 # Another process (a second gunicorn worker, the CLI) made the alias
@@ -148,7 +151,7 @@ class VectorStore:
                 target = self.resolve()
                 if target is None:
                     raise
-                self.client.drop_collection(created, timeout=self.timeout)
+                self.client.drop_collection(created, timeout=self.maintenance_timeout)
         self.check(stamp, target)
         return target
 
@@ -209,7 +212,7 @@ class VectorStore:
         self.client.create_collection(
             name, schema=schema, index_params=index, description=description,
             properties={STAMP_PROPERTY: description}, consistency_level="Strong",
-            timeout=self.timeout,
+            timeout=self.maintenance_timeout,
         )
         return name
 
@@ -227,9 +230,9 @@ class VectorStore:
                 "switched. Rename it or set LOOKALIKE_COLLECTION to a new name."
             )
         if previous is None:
-            self.client.create_alias(collection, self.alias, timeout=self.timeout)
+            self.client.create_alias(collection, self.alias, timeout=self.maintenance_timeout)
         else:
-            self.client.alter_alias(collection, self.alias, timeout=self.timeout)
+            self.client.alter_alias(collection, self.alias, timeout=self.maintenance_timeout)
         return previous
 
     @milvus_call("listing collections")
@@ -243,13 +246,13 @@ class VectorStore:
     def drop(self, collection: str) -> None:
         if collection == self.resolve():
             raise CollectionMismatch(f"{collection!r} is serving searches; switch away first.")
-        self.client.drop_collection(collection, timeout=self.timeout)
+        self.client.drop_collection(collection, timeout=self.maintenance_timeout)
 
     @milvus_call("marking a collection as served")
     def mark_served(self, collection: str) -> None:
         """Record that ``collection`` has served searches (so it is a rollback target)."""
         self.client.alter_collection_properties(
-            collection, properties={SERVED_PROPERTY: _now()}, timeout=self.timeout
+            collection, properties={SERVED_PROPERTY: _now()}, timeout=self.maintenance_timeout
         )
 
     @milvus_call("describing a collection")
@@ -404,11 +407,13 @@ class VectorStore:
         the serving one we say that it is still building rather than block.
         """
         name = collection or self.alias
-        self.client.flush(name, timeout=self.timeout)
+        # Flushing is maintenance, not a request: a server may take longer than the
+        # request timeout (seen: > 3 s on Milvus 2.3), so it gets the wait's.
+        self.client.flush(name, timeout=timeout)
         if self.lite:
             if serving:
                 return "background (Milvus Lite)"
-            self.client.release_collection(name, timeout=self.timeout)
+            self.client.release_collection(name, timeout=self.maintenance_timeout)
             self.client.load_collection(name, timeout=timeout)
             return "finished"
         deadline = time.monotonic() + timeout

@@ -314,10 +314,10 @@ class NetnsRelay:
     upstream connections there. Two pump threads copy bytes each way.
     """
 
-    def __init__(self, pid: int, target: int) -> None:
+    def __init__(self, pid: int, target: int, port: int = 0) -> None:
         self.target = target
         self._netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
-        self.listener = socket.create_server((HOST, 0))
+        self.listener = socket.create_server((HOST, port))
         self.port = self.listener.getsockname()[1]
         self._thread = threading.Thread(target=self._serve, name="netns-relay", daemon=True)
         self._thread.start()
@@ -388,13 +388,15 @@ class MilvusStandalone:
     def uri(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def start(self, timeout: float = 180.0) -> None:
+    def start(self, timeout: float = 180.0, *, port: int = 0) -> None:
+        """Start the server; ``port`` (say, the one of a previous start) or a free one."""
         data = self.root / "data"
         data.mkdir(parents=True, exist_ok=True)
         binaries = self._unpacked_binaries()
         if binaries is not None and not (data / "bin").exists():
             (data / "bin").symlink_to(binaries, target_is_directory=True)
-        port = MILVUS_PORT if self.isolated else free_port()
+        public = port
+        port = MILVUS_PORT if self.isolated else (public or free_port())
         command = [self.executable, "--data", str(data), "--proxy-port", str(port)]
         if self.isolated:
             command = [shutil.which("unshare") or "unshare", "--net", "--", sys.executable,
@@ -407,7 +409,7 @@ class MilvusStandalone:
         try:
             self._wait_for_banner(timeout)
             if self.isolated:
-                self.relay = NetnsRelay(self.process.pid, port)
+                self.relay = NetnsRelay(self.process.pid, port, public)
                 self.port = self.relay.port
             else:
                 self.port = port
