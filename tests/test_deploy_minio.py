@@ -84,6 +84,12 @@ def test_the_server_down_is_a_503_and_the_app_recovers_after_a_restart(
     down = client.get(top["thumb_url"])
     assert down.status_code == 503
     assert client.get("/api/health").status_code == 503
+    # Search needs Milvus and the model, not the store: it still answers.
+    still = upload(client, photos["astronaut"], k=1)
+    assert still.status_code == 200 and still.get_json()["results"][0]["key"] == top["key"]
+    page = client.post("/search", data={"image": (io.BytesIO(photos["rocket"]), "r.jpg")},
+                       content_type="multipart/form-data")
+    assert page.status_code == 200 and b'class="card"' in page.data
     own_s3_server.start()  # same port, same data folder
     back = client.get(top["image_url"])
     assert back.status_code == 200 and back.data == photos["astronaut"]
