@@ -7,13 +7,13 @@ deployed (gunicorn, lazy services, readiness through /api/health).
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,17 +72,15 @@ def serve(env: dict[str, str], *, workers: int, threads: int, torch_threads: int
 
 
 def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-                     f"{value}\r\n".encode())
+    """A multipart/form-data body and its content type, as a browser sends it."""
+    from werkzeug.datastructures import FileStorage
+    from werkzeug.test import encode_multipart
+
+    values: dict[str, object] = dict(fields)
     for name, (filename, data) in files.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
-                     f'filename="{filename}"\r\nContent-Type: image/jpeg\r\n\r\n'.encode()
-                     + data + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+        values[name] = FileStorage(io.BytesIO(data), filename=filename, content_type="image/jpeg")
+    boundary, body = encode_multipart(values)
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None,

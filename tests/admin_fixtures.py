@@ -10,13 +10,12 @@ from __future__ import annotations
 import io
 import re
 import time
-import zipfile
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from app.jobs.state import JobFiles, JobState
+from tests.helpers import make_zip, tiny_model  # noqa: F401  (re-exported)
 
 PASSWORD = "correct horse battery staple"
 
@@ -45,14 +44,6 @@ def log_in(client, password: str = PASSWORD, user: str = "admin"):  # type: igno
     response = client.post("/admin/login", data={"username": user, "password": password})
     assert response.status_code == 302, response.get_data(as_text=True)[:500]
     return response
-
-
-def make_zip(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def jpeg(seed: int, size: tuple[int, int] = (72, 56)) -> bytes:
@@ -90,17 +81,3 @@ def wait_for_job(files: JobFiles, *, timeout: float = 120.0, until=None) -> JobS
         time.sleep(0.05)
 
 
-def tiny_model(directory: Path, *, hidden: int = 32, seed: int = 1) -> Path:
-    """Another tiny random DINOv2 (different weights and dimension from the fixture's)."""
-    import torch
-    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
-
-    torch.manual_seed(seed)
-    config = Dinov2Config(hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2,
-                          intermediate_size=hidden * 2, patch_size=14, image_size=56)
-    Dinov2Model(config).save_pretrained(directory)
-    BitImageProcessor(
-        size={"shortest_edge": 64}, crop_size={"height": 56, "width": 56}, do_center_crop=True,
-        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], resample=3,
-    ).save_pretrained(directory)
-    return directory

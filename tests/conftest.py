@@ -37,19 +37,9 @@ def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random DINOv2 with its image processor, saved like a hub model."""
-    import torch
-    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+    from tests.helpers import tiny_model
 
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("tiny-dinov2")
-    config = Dinov2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                          intermediate_size=128, patch_size=14, image_size=56)
-    Dinov2Model(config).save_pretrained(directory)
-    BitImageProcessor(
-        size={"shortest_edge": 64}, crop_size={"height": 56, "width": 56}, do_center_crop=True,
-        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], resample=3,
-    ).save_pretrained(directory)
-    return directory
+    return tiny_model(tmp_path_factory.mktemp("tiny-dinov2"), hidden=64, layers=2, seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import http.client
+import io
 import os
 import re
 import shutil
@@ -30,7 +31,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,18 +78,15 @@ def fetch(url: str, *, method: str = "GET", body: bytes | None = None,
 
 def multipart(fields: Mapping[str, str],
               files: Mapping[str, tuple[str, bytes]]) -> tuple[bytes, str]:
-    """A multipart/form-data body and its content type, without a client library."""
-    boundary = uuid.uuid4().hex
-    parts = []
-    for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-                     f"{value}\r\n".encode())
+    """A multipart/form-data body and its content type, as a browser sends it."""
+    from werkzeug.datastructures import FileStorage
+    from werkzeug.test import encode_multipart
+
+    values: dict[str, object] = dict(fields)
     for name, (filename, data) in files.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
-                     f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-                     .encode() + data + b"\r\n")
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+        values[name] = FileStorage(io.BytesIO(data), filename=filename, content_type="application/octet-stream")
+    boundary, body = encode_multipart(values)
+    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float, what: str,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ from app.exceptions import StorageUnavailable
 from app.ingest import ADDED, DUPLICATE, REJECTED, Ingestor
 from app.sources import Labels, collect
 from app.storage import original_name, thumb_name
+from tests.helpers import make_zip
 
 
 @pytest.fixture
@@ -20,14 +19,6 @@ def services(app):  # type: ignore[no-untyped-def]
 
     with app.app_context():
         yield encoder(), vectors(), images()
-
-
-def make_zip(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def test_a_folder_is_added_with_folder_labels(services, gallery_dir: Path) -> None:
