@@ -138,14 +138,18 @@ def connect_milvus(app: Flask) -> VectorStore:
     timeout = float(cfg["MILVUS_TIMEOUT"])
     token = str(cfg["MILVUS_TOKEN"] or "")
     try:
-        client = MilvusClient(uri, token=token, timeout=timeout)
+        # dedicated: pymilvus otherwise shares one connection among all clients of a
+        # process with the same address, so one broken (or closed) connection would
+        # fail them all at once, and our gRPC options would not apply.
+        client = MilvusClient(uri, token=token, timeout=timeout, dedicated=True)
         version = str(client.get_server_version(timeout=timeout))
         if version.startswith("milvus_lite"):
             # pymilvus pings every 10 s even on idle channels; the Lite server (gRPC's
             # defaults) answers that with GOAWAY "too_many_pings" and drops the
             # connection. No pings without calls, and none oftener than gRPC allows.
             client.close()
-            client = MilvusClient(uri, token=token, timeout=timeout, grpc_options=LITE_GRPC_OPTIONS)
+            client = MilvusClient(uri, token=token, timeout=timeout, dedicated=True,
+                                  grpc_options=LITE_GRPC_OPTIONS)
     except MilvusException as exc:
         raise VectorStoreUnavailable(
             f"Milvus at {uri} is unreachable ({exc.message}). Check LOOKALIKE_MILVUS_URI "

@@ -441,7 +441,7 @@ class MilvusStandalone:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                client = MilvusClient(self.uri, timeout=5)
+                client = MilvusClient(self.uri, timeout=5, dedicated=True)
                 client.get_server_version(timeout=5)
                 client.close()
                 return

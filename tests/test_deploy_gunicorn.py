@@ -111,7 +111,7 @@ def test_workers_creating_the_first_collection_together_agree_on_one(lite_server
     outcomes: list[str] = []
 
     def worker() -> None:
-        store = VectorStore(MilvusClient(lite_server, timeout=10), alias, lite=True)
+        store = VectorStore(MilvusClient(lite_server, timeout=10, dedicated=True), alias, lite=True)
         start.wait()
         try:
             outcomes.append(store.ensure(ModelStamp("tiny", "f00d", 8)))
@@ -123,6 +123,6 @@ def test_workers_creating_the_first_collection_together_agree_on_one(lite_server
         thread.start()
     for thread in threads:
         thread.join()
-    created = [c for c in MilvusClient(lite_server).list_collections() if c.startswith(alias)]
+    created = [c for c in MilvusClient(lite_server, dedicated=True).list_collections() if c.startswith(alias)]
     assert len(set(outcomes)) == 1 and outcomes[0] in created
     assert len(created) == 1

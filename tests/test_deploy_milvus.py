@@ -38,13 +38,13 @@ def lite_server(milvus_server: str) -> str:  # noqa: F811
 
 @pytest.fixture
 def store(milvus_server: str, collection_name: str) -> VectorStore:  # noqa: F811
-    store = VectorStore(MilvusClient(milvus_server, timeout=10), collection_name, lite=False)
+    store = VectorStore(MilvusClient(milvus_server, timeout=10, dedicated=True), collection_name, lite=False)
     store.ensure(test_vectors.STAMP)
     return store
 
 
 def test_the_server_is_a_milvus_server_not_lite(milvus_server: str) -> None:  # noqa: F811
-    version = MilvusClient(milvus_server, timeout=10).get_server_version()
+    version = MilvusClient(milvus_server, timeout=10, dedicated=True).get_server_version()
     assert not version.startswith("milvus_lite") and version.startswith("v2.")
 
 

@@ -17,14 +17,14 @@ def test_a_second_caller_gets_the_same_server_and_a_dead_one_is_replaced(tmp_pat
     first = ensure_server(data_dir)
     try:
         assert ensure_server(data_dir) == first
-        MilvusClient(first.uri, timeout=5).list_collections()
+        MilvusClient(first.uri, timeout=5, dedicated=True).list_collections()
         os.kill(first.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while running_server(data_dir) is not None and time.monotonic() < deadline:
             time.sleep(0.1)
         second = ensure_server(data_dir)
         assert second.pid != first.pid
-        MilvusClient(second.uri, timeout=5).list_collections()
+        MilvusClient(second.uri, timeout=5, dedicated=True).list_collections()
     finally:
         stop_server(data_dir)
     assert running_server(data_dir) is None

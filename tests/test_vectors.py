@@ -14,7 +14,7 @@ STAMP = ModelStamp("tiny", "f00d", 8)
 
 @pytest.fixture
 def store(lite_server: str, collection_name: str) -> VectorStore:
-    store = VectorStore(MilvusClient(lite_server, timeout=10), collection_name, lite=True)
+    store = VectorStore(MilvusClient(lite_server, timeout=10, dedicated=True), collection_name, lite=True)
     store.ensure(STAMP)
     return store
 
@@ -97,7 +97,7 @@ def test_an_unreachable_server_is_a_clear_error() -> None:
     from app.lite_server import _free_port
 
     with pytest.raises(Exception) as caught:
-        store = VectorStore(MilvusClient(f"http://127.0.0.1:{_free_port()}", timeout=2),
+        store = VectorStore(MilvusClient(f"http://127.0.0.1:{_free_port()}", timeout=2, dedicated=True),
                             "x", timeout=2)
         store.ping()
     assert isinstance(caught.value, (VectorStoreUnavailable,)) or "connect" in str(caught.value).lower()
