@@ -11,8 +11,6 @@ keyed by content hash). Memory stays flat: at most two batches are in flight.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +20,7 @@ import torch
 from app import imaging
 from app.encoder import Encoder
 from app.exceptions import BadRequest, InvalidImage, NotFound
+from app.prefetch import prefetch
 from app.sources import Source
 from app.storage import ImageStore, original_name, thumb_name
 from app.vectors import Entry, VectorStore
@@ -109,7 +108,7 @@ class Ingestor:
 
     def stream(self, sources: Iterable[Source]) -> Iterator[Outcome]:
         """Outcomes in completion order, one per source."""
-        for batch in _prefetch(self._prepare_batches(sources)):
+        for batch in prefetch(self._prepare_batches(sources), depth=1, name="ingest-prefetch"):
             yield from batch.outcomes
             if batch.items:
                 yield from self._insert(batch)
@@ -180,45 +179,3 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, (BadRequest, NotFound)):
         return exc.message
     return f"could not read the file ({exc.__class__.__name__}: {exc})"
-
-
-_DONE = object()
-
-
-def _prefetch(batches: Iterator[_Batch], depth: int = 1) -> Iterator[_Batch]:
-    """Run the producer in a thread, ``depth`` batches ahead of the consumer.
-
-    Errors in the producer (storage or Milvus down) are re-raised in the
-    consumer; if the consumer stops early, the producer is told to stop.
-    """
-    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                while not stop.is_set():
-                    try:
-                        slots.put(batch, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put(_DONE)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
-            slots.put(exc)
-
-    worker = threading.Thread(target=produce, name="ingest-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = slots.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join(timeout=5)

@@ -1,0 +1,105 @@
+"""``python -m trainer index``: embed a gallery into a new collection and switch to it.
+
+Uses the app's own pieces: its configured Milvus and image store
+(``LOOKALIKE_*`` settings), the ingest pipeline (originals and thumbnails into
+the store, vectors into the collection) and the reindex's switch (build the
+HNSW index before anyone searches, then move the serving alias in one step
+while no upload is running). The previous collection is kept, so the admin
+page can roll back to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from app.sources import Source
+from trainer.data import Dataset, load_dataset
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser("trainer index", add_help=add_help,
+                                     description="Embed a gallery with a model into a new "
+                                                 "collection and make it the serving one.")
+    parser.add_argument("--model", required=True, help="exported model directory")
+    parser.add_argument("--images", required=True,
+                        help="image folder (labels = sub-folders), CSV manifest, or DATA with a "
+                             "gallery split (In-Shop, Grocery)")
+    parser.add_argument("--batch-size", type=int, default=0)
+    parser.add_argument("--no-switch", action="store_true",
+                        help="build the collection but leave the serving alias where it is")
+    return parser
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    from app import create_app
+
+    model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
+    app = create_app()
+    with app.app_context():
+        result = build_index(app, model, gallery_sources(load_dataset(args.images, val_ratio=0)),
+                             batch_size=args.batch_size or int(app.config["BATCH_SIZE"]),
+                             switch=not args.no_switch)
+    print(f"Indexed {result['added']} images into {result['collection']} "
+          f"({result['rejected']} rejected) in {result['seconds']} s.")
+    if result["switched"]:
+        print(f"The alias {result['alias']!r} now serves {result['collection']} "
+              f"(previous: {result['previous'] or 'none'}).")
+    if app.config["MODEL"] != model:
+        print(f"Set LOOKALIKE_MODEL={model} so that the next reindex keeps this model.")
+    return result
+
+
+def gallery_sources(dataset: Dataset) -> list[Source]:
+    """The gallery split where the data defines one, else every image it lists."""
+    samples = dataset.query + dataset.gallery if dataset.hashed else dataset.gallery
+    unique = {s.path: s for s in samples}
+    return [Source(path, Path(path).read_bytes, s.label, {"source": Path(path).name})
+            for path, s in sorted(unique.items())]
+
+
+def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int = 32,
+                switch: bool = True) -> dict[str, Any]:
+    """Fill a new collection stamped with ``model``, index it, and move the alias to it."""
+    from tqdm import tqdm
+
+    from app.extensions import build_encoder, connect_milvus, images
+    from app.ingest import REJECTED, Ingestor
+    from app.jobs.serving import stamp_of
+
+    encoder = build_encoder(app, model)
+    vectors = connect_milvus(app)
+    new = vectors.create_collection(stamp_of(encoder))
+    started = time.monotonic()
+    try:
+        ingestor = Ingestor(encoder, vectors, images(), batch_size=batch_size, collection=new,
+                            max_pixels=int(app.config["MAX_IMAGE_PIXELS"]))
+        with tqdm(total=len(sources), unit="img", desc="indexing", mininterval=2) as bar:
+            report = ingestor.run(sources, lambda outcome: bar.update(1))
+        vectors.wait_for_index(new, serving=False)
+    except BaseException:
+        vectors.client.drop_collection(new)
+        raise
+    previous = switch_alias(app, vectors, new) if switch else None
+    return {
+        "alias": vectors.alias, "collection": new, "previous": previous, "switched": switch,
+        "added": report.added, "duplicates": report.duplicates,
+        "rejected": sum(1 for o in report.outcomes if o.status == REJECTED),
+        "rows": vectors.count(new), "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def switch_alias(app: Any, vectors: Any, new: str) -> str | None:
+    """Move the serving alias while uploads are held, as the reindex job does."""
+    from app.jobs.state import JobFiles, gallery_frozen
+
+    with gallery_frozen(JobFiles(app.instance_path), cancelled=lambda: False,
+                        waiting=lambda: print("waiting for uploads in progress to finish")):
+        old = vectors.resolve()
+        if old and old != vectors.alias:
+            vectors.mark_served(old)
+        previous = vectors.switch_to(new)
+    vectors.mark_served(new)
+    return previous
