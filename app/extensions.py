@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from flask import Flask, current_app, g
 
@@ -56,6 +57,7 @@ class Lazy(Generic[T]):
             self._value = None
 
 
+CONNECT_ATTEMPTS = 3
 LITE_GRPC_OPTIONS = {
     "grpc.keepalive_permit_without_calls": 0,
     "grpc.keepalive_time_ms": 300_000,
@@ -129,7 +131,7 @@ def milvus_uri(app: Flask) -> str:
 
 def connect_milvus(app: Flask) -> VectorStore:
     """A VectorStore on a fresh client; not yet checked against the encoder."""
-    from pymilvus import MilvusClient, MilvusException
+    from pymilvus import MilvusException
 
     from app.exceptions import VectorStoreUnavailable
 
@@ -137,30 +139,44 @@ def connect_milvus(app: Flask) -> VectorStore:
     uri = milvus_uri(app)
     timeout = float(cfg["MILVUS_TIMEOUT"])
     token = str(cfg["MILVUS_TOKEN"] or "")
-    try:
-        # dedicated: pymilvus otherwise shares one connection among all clients of a
-        # process with the same address, so one broken (or closed) connection would
-        # fail them all at once, and our gRPC options would not apply.
-        client = MilvusClient(uri, token=token, timeout=timeout, dedicated=True)
-        version = str(client.get_server_version(timeout=timeout))
-        if version.startswith("milvus_lite"):
-            # pymilvus pings every 10 s even on idle channels; the Lite server (gRPC's
-            # defaults) answers that with GOAWAY "too_many_pings" and drops the
-            # connection. No pings without calls, and none oftener than gRPC allows.
-            client.close()
-            client = MilvusClient(uri, token=token, timeout=timeout, dedicated=True,
-                                  grpc_options=LITE_GRPC_OPTIONS)
-    except MilvusException as exc:
-        raise VectorStoreUnavailable(
-            f"Milvus at {uri} is unreachable ({exc.message}). Check LOOKALIKE_MILVUS_URI "
-            "and that the server is running."
-        ) from exc
+    for attempt in range(CONNECT_ATTEMPTS):
+        try:
+            client, version = _connect(uri, token, timeout)
+            break
+        except MilvusException as exc:
+            # A busy server (seen: Milvus Lite under load) now and then refuses a new
+            # connection outright; a real outage still fails all attempts, ~0.6 s later.
+            if attempt == CONNECT_ATTEMPTS - 1:
+                raise VectorStoreUnavailable(
+                    f"Milvus at {uri} is unreachable ({exc.message}). Check "
+                    "LOOKALIKE_MILVUS_URI and that the server is running."
+                ) from exc
+            time.sleep(0.2 * (attempt + 1))
     params = IndexParams(
         m=int(cfg["HNSW_M"]), ef_construction=int(cfg["HNSW_EF_CONSTRUCTION"]),
         ef=int(cfg["SEARCH_EF"]),
     )
     return VectorStore(client, str(cfg["COLLECTION"]), params=params,
                        lite=version.startswith("milvus_lite"), timeout=timeout)
+
+
+def _connect(uri: str, token: str, timeout: float) -> tuple[Any, str]:
+    """A client of its own (not pymilvus' per-address shared one) and the server version."""
+    from pymilvus import MilvusClient
+
+    # dedicated: pymilvus otherwise shares one connection among all clients of a
+    # process with the same address, so one broken (or closed) connection would
+    # fail them all at once, and our gRPC options would not apply.
+    client = MilvusClient(uri, token=token, timeout=timeout, dedicated=True)
+    version = str(client.get_server_version(timeout=timeout))
+    if version.startswith("milvus_lite"):
+        # pymilvus pings every 10 s even on idle channels; the Lite server (gRPC's
+        # defaults) answers that with GOAWAY "too_many_pings" and drops the
+        # connection. No pings without calls, and none oftener than gRPC allows.
+        client.close()
+        client = MilvusClient(uri, token=token, timeout=timeout, dedicated=True,
+                              grpc_options=LITE_GRPC_OPTIONS)
+    return client, version
 
 
 def build_encoder_pool(app: Flask) -> EncoderPool:
