@@ -410,7 +410,7 @@ class MilvusStandalone:
                 self.port = self.relay.port
             else:
                 self.port = port
-            self._wait_for_grpc(60.0)
+            self._wait_for_grpc(timeout)  # a restart on old data can take minutes on a busy machine
         except BaseException:
             self.stop()
             raise

@@ -17,7 +17,10 @@ def _commands() -> dict[str, ModuleType]:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser("python -m trainer", description=__doc__)
+    parser = argparse.ArgumentParser(
+        "python -m trainer",
+        description="Lookalike's trainer: fine-tune a backbone for retrieval, evaluate it "
+                    "through the app's search, export it for the app, index a gallery with it.")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, module in _commands().items():
         sub = module.get_args_parser(add_help=False)

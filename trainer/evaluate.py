@@ -42,7 +42,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--ef", type=int, default=128, help="HNSW search breadth (app default)")
     parser.add_argument("--grid", type=int, default=8, help="queries in the retrieval grid")
     parser.add_argument("--device", default="")
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                        help="as the app's LOOKALIKE_BF16 (default: bf16 weights where the "
+                             "hardware is fast at them)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
     return parser

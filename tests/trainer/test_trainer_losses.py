@@ -43,16 +43,16 @@ def test_no_triplet_is_mined_when_every_negative_is_beyond_the_margin() -> None:
 
 def test_training_lowers_the_loss_on_a_tiny_separable_set(tiny_model_dir: Path,
                                                           colour_folders: Path) -> None:
-    from app.encoder import load_backbone
-    from trainer.augment import make_train_transform
-    from trainer.data import load_dataset, load_image
-    from trainer.model import EmbeddingModel, apply_regime, build_head, feature_dim
-
     # Earlier tests change process-wide state (train() sets torch's thread count);
     # pin what this test depends on so that it does not depend on test order.
     import random
 
     import numpy as np
+
+    from app.encoder import load_backbone
+    from trainer.augment import make_train_transform
+    from trainer.data import load_dataset, load_image
+    from trainer.model import EmbeddingModel, apply_regime, build_head, feature_dim
 
     random.seed(0)
     np.random.seed(0)

@@ -10,8 +10,6 @@ import torch
 
 from tests.conftest import GROCERY
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def grocery_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
