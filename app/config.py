@@ -23,7 +23,7 @@ class Config:
     BF16 = None
     COMPILE = False  # torch.compile the model (slower start; see BENCHMARKS.md)
     THREADS = 0  # torch CPU threads; 0 = torch's default
-    BATCH_SIZE = 32
+    BATCH_SIZE = 0  # images per model call; 0 = the device's best (8 on CPU, 64 on CUDA)
     # Milvus: "" = a Milvus Lite database at instance/milvus.db, shared through a
     # local Lite server; or a server URI such as http://milvus:19530.
     MILVUS_URI = ""

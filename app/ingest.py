@@ -83,7 +83,7 @@ class Ingestor:
         vectors: VectorStore,
         images: ImageStore,
         *,
-        batch_size: int = 32,
+        batch_size: int = 0,
         max_pixels: int = imaging.DEFAULT_MAX_PIXELS,
         collection: str | None = None,
         skip_existing: bool = True,
@@ -91,7 +91,7 @@ class Ingestor:
         self.encoder = encoder
         self.vectors = vectors
         self.images = images
-        self.batch_size = batch_size
+        self.batch_size = batch_size or encoder.batch_size  # 0: the encoder's own
         self.max_pixels = max_pixels
         self.collection = collection
         self.skip_existing = skip_existing

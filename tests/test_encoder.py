@@ -134,6 +134,16 @@ def test_precision_auto_follows_the_hardware(tiny_model_dir: Path) -> None:
         Encoder.from_pretrained(str(tiny_model_dir), precision="fp8")
 
 
+def test_precision_auto_keeps_convolutional_models_in_fp32_on_the_cpu(tmp_path: Path) -> None:
+    """bf16 moved MobileNetV2's embeddings to cosine 0.998 (BENCHMARKS.md): auto stays fp32."""
+    from transformers import MobileNetV2Config, MobileNetV2Model
+
+    MobileNetV2Model(MobileNetV2Config(depth_multiplier=0.35, image_size=64)).save_pretrained(tmp_path)
+    encoder = Encoder.from_pretrained(str(tmp_path), precision="auto", device="cpu")
+    assert encoder.precision == "fp32"
+    assert Encoder.from_pretrained(str(tmp_path), precision="bf16", device="cpu").precision == "bf16"
+
+
 @pytest.mark.slow
 def test_the_real_mobilenet_finds_a_recompressed_copy(mobilenet_dir: Path, photos) -> None:
     encoder = Encoder.from_pretrained(str(mobilenet_dir), bf16=False)

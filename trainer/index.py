@@ -60,7 +60,7 @@ def gallery_sources(dataset: Dataset) -> list[Source]:
             for path, s in sorted(unique.items())]
 
 
-def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int = 32,
+def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int = 0,
                 switch: bool = True) -> dict[str, Any]:
     """Fill a new collection stamped with ``model``, index it, and move the alias to it."""
     from tqdm import tqdm

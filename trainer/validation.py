@@ -51,7 +51,7 @@ class Validator:
                 return model.embed_features(self.cached.to(setup.device)).cpu().numpy()
         # Autocast, never bf16 weights: the Encoder would cast the training weights in place.
         encoder = Encoder(model.backbone, setup.preprocess, head=model.head, device=setup.device,
-                          precision="bf16-autocast" if setup.bf16 else "fp32", batch_size=32)
+                          precision="bf16-autocast" if setup.bf16 else "fp32")
         return encoder.embed([load_image(s.path) for s in self.samples])
 
 

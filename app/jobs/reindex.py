@@ -153,7 +153,7 @@ class Reindexer:
         *,
         load: Callable[[str], Encoder],
         progress: Progress,
-        batch_size: int = 32,
+        batch_size: int = 0,
         max_pixels: int = imaging.DEFAULT_MAX_PIXELS,
     ) -> None:
         self.vectors = vectors  # reached through the serving alias
