@@ -1,7 +1,7 @@
 """Suite 4: ingest throughput (files -> searchable rows) against the encoder alone.
 
 Both are measured in the same run on the same photos with the same model and
-batch size: the encoder alone runs on already preprocessed batches; the ingest
+batch size (the encoder's default): the encoder alone runs on already preprocessed batches; the ingest
 pipeline reads, hashes, decodes, thumbnails, stores, preprocesses, encodes,
 inserts and finally builds the index. Peak memory is measured in subprocesses
 ingesting N and 3N photos: a streaming pipeline stays flat.
@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from pymilvus import MilvusClient
 
 from app import imaging
-from app.encoder import Encoder
+from app.encoder import Encoder, default_batch_size
 from app.ingest import Ingestor
 from app.sources import collect
 from app.storage import LocalStore
@@ -28,9 +29,6 @@ from app.vectors import ModelStamp, VectorStore
 from bench.common import ROOT, Stat
 from bench.data import photo_files
 from bench.models import VIT_S14, model_dirs
-
-BATCH = 32
-
 
 def write_photos(folder: Path, count: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -41,7 +39,7 @@ def write_photos(folder: Path, count: int) -> Path:
 
 def ingest_once(model_dir: Path, uri: str, folder: Path, workdir: Path) -> tuple[float, int]:
     """Seconds from files to searchable rows in a fresh collection, and rows added."""
-    encoder = Encoder.from_pretrained(str(model_dir), batch_size=BATCH)
+    encoder = Encoder.from_pretrained(str(model_dir))
     client = MilvusClient(uri, timeout=600)
     lite = str(client.get_server_version()).startswith("milvus_lite")
     store = VectorStore(client, f"benchingest_{time.time_ns()}", lite=lite, timeout=600)
@@ -49,7 +47,7 @@ def ingest_once(model_dir: Path, uri: str, folder: Path, workdir: Path) -> tuple
     images = LocalStore(workdir / f"images-{time.time_ns()}")
     encoder.embed([imaging.decode(next(folder.iterdir()).read_bytes()).image])  # warm
     start = time.perf_counter()
-    report = Ingestor(encoder, store, images, batch_size=BATCH, collection=collection).run(
+    report = Ingestor(encoder, store, images, collection=collection).run(
         collect([folder]))
     store.wait_for_index(collection, serving=False)
     elapsed = time.perf_counter() - start
@@ -58,11 +56,13 @@ def ingest_once(model_dir: Path, uri: str, folder: Path, workdir: Path) -> tuple
 
 
 def encoder_only(model_dir: Path, folder: Path, repeats: int) -> Stat:
-    encoder = Encoder.from_pretrained(str(model_dir), batch_size=BATCH)
+    encoder = Encoder.from_pretrained(str(model_dir))
     files = sorted(folder.iterdir())
-    batches = [encoder.preprocess([imaging.decode(f.read_bytes()).image for f in files[i : i + BATCH]])
-               for i in range(0, len(files), BATCH)]
-    encoder.embed_pixels(batches[0])
+    size = encoder.batch_size  # the ingest pipeline's batch size too
+    batches = [encoder.preprocess([imaging.decode(f.read_bytes()).image for f in files[i : i + size]])
+               for i in range(0, len(files), size)]
+    for batch in batches[:3]:  # warm-up
+        encoder.embed_pixels(batch)
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -84,6 +84,7 @@ def run(workdir: Path, *, uri: str, count: int, repeats: int) -> dict[str, Any]:
     return {
         "photos": count,
         "model": VIT_S14,
+        "batch_size": default_batch_size("cuda" if torch.cuda.is_available() else "cpu"),
         "ingest_images_per_s": Stat.of(ingest).as_dict(),
         "encoder_only_images_per_s": Stat.of(model).as_dict(),
         "ratio": Stat.of(ratios).as_dict(),
