@@ -47,7 +47,8 @@ def _apply() -> bool:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False  # not glibc (musl, say)
-    ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    ok = (mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+          and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1)
     if not ok:
         log.warning("glibc refused the malloc settings; model speed may vary between processes")
     return ok

@@ -60,7 +60,7 @@ class Coalescer:
         try:
             merged = batch[0].pixels if len(batch) == 1 else torch.cat([r.pixels for r in batch])
             output, error = self._model(merged), None
-        except BaseException as exc:  # handed to every caller of the batch
+        except BaseException as exc:  # noqa: BLE001 - re-raised in every caller of the batch
             output, error = None, exc
         with self._cond:
             offset = 0

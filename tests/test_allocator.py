@@ -34,7 +34,8 @@ print((faults() - start) / 20)
 
 
 def faults_per_round(mode: str) -> float:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "LD_PRELOAD"}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MALLOC_") and k != "LD_PRELOAD"}
     out = subprocess.run([sys.executable, "-c", PROGRAM, mode], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=True)
     return float(out.stdout.strip())

@@ -60,7 +60,7 @@ def test_callers_waiting_on_a_busy_model_share_the_next_batch() -> None:
         wait_for_waiters(coalescer, 3)
         model.gate.set()
         assert first.result(10).ravel().tolist() == [1]
-        for n, future in zip((1, 2, 3), others):
+        for n, future in zip((1, 2, 3), others, strict=True):
             assert future.result(10).ravel().tolist() == [10 * n, 10 * n + 1]
     assert model.batches == [1, 6]
     assert (coalescer.calls, coalescer.rows) == (2, 7)
