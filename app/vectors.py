@@ -25,6 +25,11 @@ ID_LENGTH = 64  # sha256 hex of the image bytes
 KEY_LENGTH = 128
 LABEL_LENGTH = 512
 OUTPUT_FIELDS = ["key", "label", "metadata"]
+# Searches read at "Session" consistency: a process sees its own writes, and
+# otherwise reads what the server has, without waiting. The collections' own
+# level ("Strong") made every search on a Milvus server wait for the next time
+# tick: 200 ms at any gallery size (BENCHMARKS.md), against ~2-5 ms of search.
+READ_CONSISTENCY = "Session"
 STAMP_PROPERTY = "lookalike.stamp"
 # Set on a collection once it has served searches: a reindex may roll back to it,
 # while a generation without it is a half-built leftover that can be dropped.
@@ -321,7 +326,7 @@ class VectorStore:
         fields = OUTPUT_FIELDS + (["vector"] if with_vector else [])
         rows = self.client.query(
             self.alias, filter=f"id == {json.dumps(id_)}", output_fields=fields,
-            timeout=self.timeout,
+            consistency_level=READ_CONSISTENCY, timeout=self.timeout,
         )
         if not rows:
             raise NotFound("No gallery image has that key.")
@@ -336,7 +341,7 @@ class VectorStore:
             limit=k,
             output_fields=OUTPUT_FIELDS,
             search_params={"metric_type": "COSINE", "params": {"ef": max(self.params.ef, k)}},
-            timeout=self.timeout,
+            consistency_level=READ_CONSISTENCY, timeout=self.timeout,
         )
         return [
             Hit(
