@@ -30,6 +30,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gallery", type=int, default=0, help="gallery size for the latency suite")
     parser.add_argument("--ingest-photos", type=int, default=0, help="photos for the ingest suite")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile modes")
+    parser.add_argument("--backends", default="lite,server",
+                        help="Milvus backends for the search and latency suites (server needs --milvus-server)")
+    parser.add_argument("--update", action="store_true",
+                        help="merge into the existing report.json instead of starting a new one "
+                             "(to re-measure one suite or backend; the report lists every command)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--report", type=Path, default=None,
                         help="also write the Markdown report here (e.g. BENCHMARKS.md)")
@@ -48,12 +53,20 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown suites: {', '.join(sorted(unknown))}")
     cores = torch.get_num_threads()
-    results: dict[str, Any] = {"machine": machine(), "command": " ".join(["python -m bench", *sys.argv[1:]]),
+    command = " ".join(["python -m bench", *sys.argv[1:]])
+    results: dict[str, Any] = {"machine": machine(), "command": command,
                                "quick": args.quick, "repeats": repeats, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    previous = args.out / "report.json"
+    if args.update and previous.is_file():
+        results = json.loads(previous.read_text())
+        results["command"] = f"{results['command']}`, then `{command}"
+        results.setdefault("updates", []).append({"command": command, "machine": machine(),
+                                                  "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     lite_dir = workdir / "milvus.db"
     lite_uri = ensure_server(lite_dir).uri
-    backends = {"lite": lite_uri}
-    if args.milvus_server:
+    wanted = {b.strip() for b in args.backends.split(",")}
+    backends = {"lite": lite_uri} if "lite" in wanted else {}
+    if args.milvus_server and "server" in wanted:
         backends["server"] = args.milvus_server
     try:
         if "encoder" in only:
@@ -70,18 +83,22 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             sizes = [int(s) for s in args.sizes.split(",") if s] or (
                 [500, 1_000] if args.quick else [10_000, 100_000, 1_000_000])
             clients = {name: (MilvusClient(uri, timeout=600), name == "lite") for name, uri in backends.items()}
-            results["search"] = search_scale.run(workdir, sizes=sizes, backends=clients,
-                                                 efs=[64] if args.quick else [64, 128, 256], quick=args.quick)
+            search = search_scale.run(workdir, sizes=sizes, backends=clients,
+                                      efs=[64] if args.quick else [64, 128, 256], quick=args.quick)
+            if args.update and "search" in results:
+                search["results"] = {**results["search"]["results"], **search["results"]}
+            results["search"] = search
             save(args, results)
         if "latency" in only:
             from bench import http_speed
 
             gallery = args.gallery or (500 if args.quick else 100_000)
-            results["latency"] = {
+            latency = results.get("latency", {}) if args.update else {}
+            results["latency"] = {**latency, **{
                 name: http_speed.run(workdir, uri=uri, backend=name, gallery=gallery,
                                      quick=args.quick, cores=cores)
                 for name, uri in backends.items()
-            }
+            }}
             save(args, results)
         if "ingest" in only:
             from bench import ingest_speed

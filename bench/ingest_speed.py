@@ -10,7 +10,7 @@ ingesting N and 3N photos: a streaming pipeline stays flat.
 from __future__ import annotations
 
 import json
-import resource
+import os
 import subprocess
 import sys
 import time
@@ -26,7 +26,7 @@ from app.ingest import Ingestor
 from app.sources import collect
 from app.storage import LocalStore
 from app.vectors import ModelStamp, VectorStore
-from bench.common import ROOT, Stat
+from bench.common import ROOT, Stat, rss_mb
 from bench.data import photo_files
 from bench.models import VIT_S14, model_dirs
 
@@ -106,4 +106,6 @@ if __name__ == "__main__":
     model = model_dirs(workdir_arg)[VIT_S14]
     photos = write_photos(workdir_arg / f"ingest-{count_arg}", count_arg)
     ingest_once(model, uri_arg, photos, workdir_arg)
-    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork + exec, so a child of a
+    # large bench process would report its parent's peak (seen: 13 GB for 512 photos).
+    print(json.dumps({"peak_rss_mb": rss_mb(os.getpid(), "VmHWM")}))
