@@ -50,18 +50,23 @@ def test_a_lone_call_runs_at_once() -> None:
     assert model.batches == [2] and coalescer.calls == 1
 
 
+def run_behind_a_busy_call(model: GatedModel, coalescer: Coalescer,
+                           waiting: list[torch.Tensor]) -> list[np.ndarray]:
+    """One call holds the model; ``waiting`` calls queue behind it; then the model is freed."""
+    with ThreadPoolExecutor(len(waiting) + 1) as pool:
+        first = pool.submit(coalescer, rows(1))
+        assert model.entered.wait(10)
+        others = [pool.submit(coalescer, pixels) for pixels in waiting]
+        wait_for_waiters(coalescer, len(waiting))
+        model.gate.set()
+        return [future.result(10) for future in [first, *others]]
+
+
 def test_callers_waiting_on_a_busy_model_share_the_next_batch() -> None:
     model = GatedModel()
     coalescer = Coalescer(model, max_rows=8)
-    with ThreadPoolExecutor(4) as pool:
-        first = pool.submit(coalescer, rows(1))
-        assert model.entered.wait(10)
-        others = [pool.submit(coalescer, rows(10 * n, 10 * n + 1)) for n in (1, 2, 3)]
-        wait_for_waiters(coalescer, 3)
-        model.gate.set()
-        assert first.result(10).ravel().tolist() == [1]
-        for n, future in zip((1, 2, 3), others, strict=True):
-            assert future.result(10).ravel().tolist() == [10 * n, 10 * n + 1]
+    results = run_behind_a_busy_call(model, coalescer, [rows(10 * n, 10 * n + 1) for n in (1, 2, 3)])
+    assert [r.ravel().tolist() for r in results] == [[1], [10, 11], [20, 21], [30, 31]]
     assert model.batches == [1, 6]
     assert (coalescer.calls, coalescer.rows) == (2, 7)
 
@@ -69,14 +74,8 @@ def test_callers_waiting_on_a_busy_model_share_the_next_batch() -> None:
 def test_a_batch_never_exceeds_max_rows() -> None:
     model = GatedModel()
     coalescer = Coalescer(model, max_rows=2)
-    with ThreadPoolExecutor(4) as pool:
-        first = pool.submit(coalescer, rows(1))
-        assert model.entered.wait(10)
-        others = [pool.submit(coalescer, rows(n)) for n in (2, 3, 4)]
-        wait_for_waiters(coalescer, 3)
-        model.gate.set()
-        results = sorted(f.result(10).item() for f in [first, *others])
-    assert results == [1, 2, 3, 4]
+    results = run_behind_a_busy_call(model, coalescer, [rows(n) for n in (2, 3, 4)])
+    assert [r.item() for r in results] == [1, 2, 3, 4]
     assert model.batches[0] == 1 and max(model.batches) <= 2 and sum(model.batches) == 4
 
 
