@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import grpc
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
@@ -100,6 +101,14 @@ def milvus_call(what: str) -> Callable:
                 raise VectorStoreUnavailable(
                     f"The search index is unavailable ({what} failed: {exc.message}). "
                     "Try again in a moment."
+                ) from exc
+            except grpc.RpcError as exc:
+                # pymilvus re-raises some gRPC failures as they are (seen: a deadline
+                # exceeded on a server still loading after a restart).
+                code = exc.code() if hasattr(exc, "code") else None
+                raise VectorStoreUnavailable(
+                    f"The search index is unavailable ({what} failed: "
+                    f"{getattr(code, 'name', 'gRPC error')}). Try again in a moment."
                 ) from exc
 
         wrapper.__name__ = func.__name__
@@ -362,7 +371,8 @@ class VectorStore:
     @milvus_call("counting rows")
     def count(self, collection: str | None = None) -> int:
         rows = self.client.query(
-            collection or self.alias, filter="", output_fields=["count(*)"], timeout=self.timeout
+            collection or self.alias, filter="", output_fields=["count(*)"],
+            consistency_level=READ_CONSISTENCY, timeout=self.timeout,
         )
         return int(rows[0]["count(*)"])
 

@@ -101,3 +101,21 @@ def test_an_unreachable_server_is_a_clear_error() -> None:
                             "x", timeout=2)
         store.ping()
     assert isinstance(caught.value, (VectorStoreUnavailable,)) or "connect" in str(caught.value).lower()
+
+
+def test_a_raw_grpc_failure_is_an_unavailable_index_not_a_500() -> None:
+    """pymilvus lets some gRPC errors through unwrapped (a deadline after a server restart)."""
+    import grpc
+
+    from app.vectors import milvus_call
+
+    class Deadline(grpc.RpcError):
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.DEADLINE_EXCEEDED
+
+    @milvus_call("counting rows")
+    def count() -> int:
+        raise Deadline()
+
+    with pytest.raises(VectorStoreUnavailable, match="counting rows failed: DEADLINE_EXCEEDED"):
+        count()
