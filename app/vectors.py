@@ -26,11 +26,14 @@ ID_LENGTH = 64  # sha256 hex of the image bytes
 KEY_LENGTH = 128
 LABEL_LENGTH = 512
 OUTPUT_FIELDS = ["key", "label", "metadata"]
-# Searches read at "Session" consistency: a process sees its own writes, and
-# otherwise reads what the server has, without waiting. The collections' own
-# level ("Strong") made every search on a Milvus server wait for the next time
-# tick: 200 ms at any gallery size (BENCHMARKS.md), against ~2-5 ms of search.
-READ_CONSISTENCY = "Session"
+# Reads (search, get, count) do not wait for the server to catch up ("Bounded"),
+# except for a while after this store wrote, when they read "Strong" so that a
+# process sees its own writes. The collections' own level ("Strong") made every
+# search on a Milvus server wait for the next time tick: 200 ms at any gallery
+# size (BENCHMARKS.md), against ~3 ms of search. pymilvus' "Session" level
+# should do this, but MilvusClient does not record the write timestamps it needs.
+FAST_READ = "Bounded"
+STRONG_AFTER_WRITE_S = 30.0
 STAMP_PROPERTY = "lookalike.stamp"
 # Set on a collection once it has served searches: a reindex may roll back to it,
 # while a generation without it is a half-built leftover that can be dropped.
@@ -143,6 +146,7 @@ class VectorStore:
         # Creating, loading, flushing, aliasing and dropping collections is
         # maintenance a busy server may take longer over (seen: > 3 s on 2.3).
         self.maintenance_timeout = max(timeout, 60.0)
+        self._strong_until = 0.0  # monotonic time until reads must see this store's writes
 
     # -- collections and aliases -------------------------------------------------
 
@@ -315,6 +319,7 @@ class VectorStore:
             }
             for e in entries
         ]
+        self._wrote()
         self.client.upsert(collection or self.alias, rows, timeout=self.timeout)
 
     @milvus_call("reading ids")
@@ -335,11 +340,17 @@ class VectorStore:
         fields = OUTPUT_FIELDS + (["vector"] if with_vector else [])
         rows = self.client.query(
             self.alias, filter=f"id == {json.dumps(id_)}", output_fields=fields,
-            consistency_level=READ_CONSISTENCY, timeout=self.timeout,
+            consistency_level=self._read_level(), timeout=self.timeout,
         )
         if not rows:
             raise NotFound("No gallery image has that key.")
         return _entry(rows[0])
+
+    def _wrote(self) -> None:
+        self._strong_until = time.monotonic() + STRONG_AFTER_WRITE_S
+
+    def _read_level(self) -> str:
+        return "Strong" if time.monotonic() < self._strong_until else FAST_READ
 
     @milvus_call("searching")
     def search(self, vector: np.ndarray, k: int, *, collection: str | None = None) -> list[Hit]:
@@ -350,7 +361,7 @@ class VectorStore:
             limit=k,
             output_fields=OUTPUT_FIELDS,
             search_params={"metric_type": "COSINE", "params": {"ef": max(self.params.ef, k)}},
-            consistency_level=READ_CONSISTENCY, timeout=self.timeout,
+            consistency_level=self._read_level(), timeout=self.timeout,
         )
         return [
             Hit(
@@ -366,13 +377,14 @@ class VectorStore:
     @milvus_call("deleting vectors")
     def delete(self, ids: Sequence[str], collection: str | None = None) -> None:
         if ids:
+            self._wrote()
             self.client.delete(collection or self.alias, ids=list(ids), timeout=self.timeout)
 
     @milvus_call("counting rows")
     def count(self, collection: str | None = None) -> int:
         rows = self.client.query(
             collection or self.alias, filter="", output_fields=["count(*)"],
-            consistency_level=READ_CONSISTENCY, timeout=self.timeout,
+            consistency_level=self._read_level(), timeout=self.timeout,
         )
         return int(rows[0]["count(*)"])
 
