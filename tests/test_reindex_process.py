@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -48,6 +49,26 @@ def fill_gallery(app, tmp_path: Path, photos: dict[str, bytes], extra: int) -> i
     result = app.test_cli_runner().invoke(args=["gallery", "add", str(folder)])
     assert result.exit_code == 0, result.output
     return len(photos) + extra
+
+
+class Served(NamedTuple):
+    size: int
+    store: Any  # the serving VectorStore
+    old: str  # the collection behind the alias before any reindex
+    files: JobFiles
+    admin: Any  # a logged-in test client
+
+
+def served_with_admin(app, tmp_path: Path, photos: dict[str, bytes], extra: int) -> Served:  # type: ignore[no-untyped-def]
+    """A filled gallery, its serving store and collection, the job files and an admin."""
+    from app.extensions import serving
+
+    size = fill_gallery(app, tmp_path, photos, extra=extra)
+    with app.app_context():
+        store = serving().store
+    admin = app.test_client()
+    log_in(admin)
+    return Served(size, store, store.resolve(), JobFiles(app.instance_path), admin)
 
 
 class Searches(threading.Thread):
@@ -125,15 +146,7 @@ def test_the_button_reindexes_with_a_new_model_in_a_job_process_while_searches_s
 def test_cancel_and_kill_leave_the_old_collection_serving_and_a_rerun_succeeds(
     admin_app, tmp_path: Path, photos
 ) -> None:
-    from app.extensions import serving
-
-    size = fill_gallery(admin_app, tmp_path, photos, extra=0)
-    with admin_app.app_context():
-        store = serving().store
-    old = store.resolve()
-    files = JobFiles(admin_app.instance_path)
-    admin = admin_app.test_client()
-    log_in(admin)
+    size, store, old, files, admin = served_with_admin(admin_app, tmp_path, photos, extra=0)
 
     def start_and_hold() -> int:
         """Start from the page while an 'upload' holds the gallery: the job waits to switch."""
@@ -179,16 +192,8 @@ def test_a_job_killed_in_any_phase_leaves_search_intact_and_a_rerun_completes(
 ) -> None:
     """Killed half-way through encoding, while the index builds, or just before the
     alias moves: the serving collection is untouched and no search fails."""
-    from app.extensions import serving
-
     app = embedded()
-    size = fill_gallery(app, tmp_path, photos, extra=24)
-    with app.app_context():
-        store = serving().store
-    old = store.resolve()
-    files = JobFiles(app.instance_path)
-    admin = app.test_client()
-    log_in(admin)
+    size, store, old, files, admin = served_with_admin(app, tmp_path, photos, extra=24)
     searches = Searches(app, photos, k=5)
     searches.start()
     try:
