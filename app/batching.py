@@ -43,7 +43,7 @@ class Coalescer:
         self._cond = threading.Condition()
         self._pending: list[_Request] = []
         self._busy = False
-        self.calls = 0  # model calls made, for tests and benchmarks
+        self.calls = 0  # model calls made and rows run (read by the tests)
         self.rows = 0
 
     def __call__(self, pixels: torch.Tensor) -> np.ndarray:

@@ -60,8 +60,6 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.update and previous.is_file():
         results = json.loads(previous.read_text())
         results["command"] = f"{results['command']}`, then `{command}"
-        results.setdefault("updates", []).append({"command": command, "machine": machine(),
-                                                  "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     lite_dir = workdir / "milvus.db"
     lite_uri = ensure_server(lite_dir).uri
     wanted = {b.strip() for b in args.backends.split(",")}

@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from pymilvus import MilvusClient
 
 from app import imaging
-from app.encoder import Encoder, default_batch_size
+from app.encoder import Encoder
 from app.ingest import Ingestor
 from app.sources import collect
 from app.storage import LocalStore
@@ -29,6 +28,7 @@ from app.vectors import ModelStamp, VectorStore
 from bench.common import ROOT, Stat, rss_mb
 from bench.data import photo_files
 from bench.models import VIT_S14, model_dirs
+
 
 def write_photos(folder: Path, count: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -55,7 +55,8 @@ def ingest_once(model_dir: Path, uri: str, folder: Path, workdir: Path) -> tuple
     return elapsed, report.added
 
 
-def encoder_only(model_dir: Path, folder: Path, repeats: int) -> Stat:
+def encoder_only(model_dir: Path, folder: Path, repeats: int) -> tuple[Stat, int]:
+    """Images/s of the encoder alone, and the batch size it (and the ingest pipeline) used."""
     encoder = Encoder.from_pretrained(str(model_dir))
     files = sorted(folder.iterdir())
     size = encoder.batch_size  # the ingest pipeline's batch size too
@@ -69,22 +70,24 @@ def encoder_only(model_dir: Path, folder: Path, repeats: int) -> Stat:
         for batch in batches:
             encoder.embed_pixels(batch)
         samples.append(len(files) / (time.perf_counter() - start))
-    return Stat.of(samples)
+    return Stat.of(samples), size
 
 
 def run(workdir: Path, *, uri: str, count: int, repeats: int) -> dict[str, Any]:
     model_dir = model_dirs(workdir)[VIT_S14]
     folder = write_photos(workdir / f"ingest-{count}", count)
     ingest, model = [], []
+    batch_size = 0
     for _ in range(repeats):  # interleaved, so both see the same machine
-        model.append(encoder_only(model_dir, folder, 1).median)
+        alone, batch_size = encoder_only(model_dir, folder, 1)
+        model.append(alone.median)
         seconds, added = ingest_once(model_dir, uri, folder, workdir)
         ingest.append(added / seconds)
     ratios = [i / m for i, m in zip(ingest, model)]
     return {
         "photos": count,
         "model": VIT_S14,
-        "batch_size": default_batch_size("cuda" if torch.cuda.is_available() else "cpu"),
+        "batch_size": batch_size,
         "ingest_images_per_s": Stat.of(ingest).as_dict(),
         "encoder_only_images_per_s": Stat.of(model).as_dict(),
         "ratio": Stat.of(ratios).as_dict(),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.models import VIT_S14
+
 TARGETS = {
     "roofline": 0.7,
     "naive_speedup": 2.5,
@@ -78,7 +80,7 @@ def encoder(e: dict[str, Any]) -> list[str]:
                        f" | {entry['min_cosine_to_fp32']:.5f} |")
         out.append("")
         bf16_modes = {k: v for k, v in model["modes"].items() if k.startswith("bf16")}
-        if name != "dinov2-s14-random":
+        if name != VIT_S14:
             out += ["- The roofline and naive-pipeline targets are set for ViT-S/14; for this convolutional "
                     "model (depthwise convolutions, memory-bound) the figures are for information."]
         elif bf16_modes:
