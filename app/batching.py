@@ -8,6 +8,10 @@ the model, callers that arrive meanwhile wait, and when the model is free the
 next of them runs every waiting request as one batch. A lone caller runs at
 once, so an idle server adds no latency; there is no timer and no background
 thread (nothing to restart after a fork).
+
+Batches are numpy arrays (``Preprocess.prepare``), merged with numpy: a torch op
+on a request thread would give that thread an OpenMP pool of its own, which
+slows the model on the main thread by half (app/main_thread.py).
 """
 
 from __future__ import annotations
@@ -17,12 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 
 @dataclass(eq=False)
 class _Request:
-    pixels: torch.Tensor
+    pixels: np.ndarray
     result: np.ndarray | None = None
     error: BaseException | None = None
     finished: bool = False
@@ -37,7 +40,7 @@ class _Request:
 class Coalescer:
     """Runs ``model`` on the rows of concurrent calls, at most ``max_rows`` per call."""
 
-    def __init__(self, model: Callable[[torch.Tensor], np.ndarray], max_rows: int) -> None:
+    def __init__(self, model: Callable[[np.ndarray], np.ndarray], max_rows: int) -> None:
         self._model = model
         self._max_rows = max(1, max_rows)
         self._cond = threading.Condition()
@@ -46,7 +49,7 @@ class Coalescer:
         self.calls = 0  # model calls made and rows run (read by the tests)
         self.rows = 0
 
-    def __call__(self, pixels: torch.Tensor) -> np.ndarray:
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
         """The model's output for ``pixels``, computed alone or merged with other calls."""
         request = _Request(pixels)
         with self._cond:
@@ -58,7 +61,7 @@ class Coalescer:
             self._busy = True
             batch = self._take(request)
         try:
-            merged = batch[0].pixels if len(batch) == 1 else torch.cat([r.pixels for r in batch])
+            merged = batch[0].pixels if len(batch) == 1 else np.concatenate([r.pixels for r in batch])
             output, error = self._model(merged), None
         except BaseException as exc:  # noqa: BLE001 - re-raised in every caller of the batch
             output, error = None, exc

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from app import main_thread
 from app.allocator import keep_buffers_mapped
 from app.attention import use_matmul_attention
 from app.batching import Coalescer
@@ -120,8 +121,10 @@ class Encoder:
             if self.head is not None:
                 self.head.to(torch.bfloat16)
         self._forward = self._features
-        # Concurrent embeds (gunicorn threads) share model calls; see app/batching.py.
-        self._coalesced = Coalescer(self._run_model, self.batch_size)
+        # Concurrent embeds (gunicorn threads) share model calls (app/batching.py),
+        # which run on the main thread where a server hands it over (app/main_thread.py).
+        self._coalesced = Coalescer(
+            lambda prepared: main_thread.call(lambda: self._run_model(prepared)), self.batch_size)
         if compile:
             self._forward = _compiled(self._features)
 
@@ -184,17 +187,26 @@ class Encoder:
         if not images:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
         chunks = [
-            self.embed_pixels(self.preprocess(images[i : i + self.batch_size]))
+            self.embed_prepared(self.preprocess.prepare(images[i : i + self.batch_size]))
             for i in range(0, len(images), self.batch_size)
         ]
         return np.concatenate(chunks)
 
+    def embed_prepared(self, prepared: np.ndarray) -> np.ndarray:
+        """Embed a batch from ``Preprocess.prepare``, which pipelines run on other threads.
+
+        Thread-safe and coalesced like ``embed``; every torch op runs on the thread
+        that runs the model (app/main_thread.py).
+        """
+        return self._coalesced(prepared)
+
     def embed_pixels(self, pixels: torch.Tensor) -> np.ndarray:
-        """Embed an already preprocessed batch; split out so pipelines can overlap steps."""
-        return self._coalesced(pixels)
+        """Embed a batch already turned into the model's input tensor (benchmarks, tests)."""
+        return main_thread.call(lambda: self._run_model(pixels))
 
     @torch.inference_mode()
-    def _run_model(self, pixels: torch.Tensor) -> np.ndarray:
+    def _run_model(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
+        pixels = self.preprocess.to_tensor(batch) if isinstance(batch, np.ndarray) else batch
         pixels = pixels.to(self.device)
         if self.precision == "bf16":
             pixels = pixels.to(torch.bfloat16)

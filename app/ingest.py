@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
+import numpy as np
 
 from app import imaging
 from app.encoder import Encoder
@@ -70,7 +70,7 @@ class _Prepared:
 @dataclass(frozen=True)
 class _Batch:
     items: list[_Prepared]
-    pixels: torch.Tensor | None
+    pixels: np.ndarray | None  # Preprocess.prepare's output: no torch on this thread
     outcomes: list[Outcome]  # duplicates and rejections found while preparing
 
 
@@ -151,7 +151,7 @@ class Ingestor:
             self.store(key, data, image)
             items.append(_Prepared(source, digest, key))
             decoded.append(image.image)
-        pixels = self.encoder.preprocess(decoded) if decoded else None
+        pixels = self.encoder.preprocess.prepare(decoded) if decoded else None
         return _Batch(items, pixels, outcomes)
 
     def store(self, key: str, data: bytes, image: imaging.DecodedImage) -> None:
@@ -161,7 +161,7 @@ class Ingestor:
 
     def _insert(self, batch: _Batch) -> Iterator[Outcome]:
         assert batch.pixels is not None
-        vectors = self.encoder.embed_pixels(batch.pixels)
+        vectors = self.encoder.embed_prepared(batch.pixels)
         entries = [
             Entry(p.id, vectors[i], p.key, p.source.label, _metadata(p.source))
             for i, p in enumerate(batch.items)

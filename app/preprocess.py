@@ -83,10 +83,27 @@ class Preprocess:
 
     def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """A float32 batch (n, 3, H, W) ready for the backbone."""
+        return self.to_tensor(self.prepare(images))
+
+    def prepare(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """The half of the recipe that any thread may run: no torch op.
+
+        uint8 pixels (n, H, W, 3) resized and cropped; or, for a layout only the
+        HF processor knows, its float32 output (n, 3, H, W) as numpy. A torch op
+        would give the calling thread an OpenMP pool of its own, and live pools
+        beyond the core count slow the model down (app/main_thread.py).
+        """
         if self.fallback is not None:
-            return self.fallback(images=list(images), return_tensors="pt")["pixel_values"]
-        arrays = np.stack([np.asarray(self.geometry(im), dtype=np.uint8) for im in images])
-        batch = torch.from_numpy(arrays).permute(0, 3, 1, 2).float()
+            out = self.fallback(images=list(images), return_tensors="np")["pixel_values"]
+            return np.ascontiguousarray(out, dtype=np.float32)
+        return np.stack([np.asarray(self.geometry(im), dtype=np.uint8) for im in images])
+
+    def to_tensor(self, prepared: np.ndarray) -> torch.Tensor:
+        """Rescale and normalise what ``prepare`` made: run where the model runs."""
+        batch = torch.from_numpy(prepared)
+        if prepared.dtype != np.uint8:  # the fallback processor's output, already normalised
+            return batch
+        batch = batch.permute(0, 3, 1, 2).float()
         scale = torch.tensor(self.std).view(1, 3, 1, 1) / self.rescale
         shift = torch.tensor(self.mean).view(1, 3, 1, 1) / self.rescale
         return (batch - shift) / scale

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from app import imaging
 from app.batching import Coalescer
@@ -23,16 +22,16 @@ class GatedModel:
         self.entered = threading.Event()
         self.batches: list[int] = []
 
-    def __call__(self, pixels: torch.Tensor) -> np.ndarray:
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
         if not self.batches:
             self.entered.set()
             assert self.gate.wait(10)
         self.batches.append(pixels.shape[0])
-        return pixels.flatten(1).sum(dim=1, keepdim=True).numpy()
+        return pixels.reshape(pixels.shape[0], -1).sum(axis=1, keepdims=True)
 
 
-def rows(*values: float) -> torch.Tensor:
-    return torch.tensor(values).reshape(-1, 1, 1)
+def rows(*values: float) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32).reshape(-1, 1, 1)
 
 
 def wait_for_waiters(coalescer: Coalescer, count: int) -> None:
@@ -51,7 +50,7 @@ def test_a_lone_call_runs_at_once() -> None:
 
 
 def run_behind_a_busy_call(model: GatedModel, coalescer: Coalescer,
-                           waiting: list[torch.Tensor]) -> list[np.ndarray]:
+                           waiting: list[np.ndarray]) -> list[np.ndarray]:
     """One call holds the model; ``waiting`` calls queue behind it; then the model is freed."""
     with ThreadPoolExecutor(len(waiting) + 1) as pool:
         first = pool.submit(coalescer, rows(1))
@@ -82,11 +81,11 @@ def test_a_batch_never_exceeds_max_rows() -> None:
 def test_a_model_error_reaches_every_caller_of_its_batch_and_the_next_call_works() -> None:
     calls = []
 
-    def failing(pixels: torch.Tensor) -> np.ndarray:
+    def failing(pixels: np.ndarray) -> np.ndarray:
         calls.append(pixels.shape[0])
         if len(calls) == 1:
             raise RuntimeError("out of memory")
-        return pixels.flatten(1).numpy()
+        return pixels.reshape(pixels.shape[0], -1)
 
     coalescer = Coalescer(failing, max_rows=8)
     with pytest.raises(RuntimeError, match="out of memory"):

@@ -50,7 +50,7 @@ def conf(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 def test_gunicorn_reads_the_production_settings() -> None:
     settings = printed_config()
     assert settings["preload_app"] == "False"
-    assert settings["worker_class"] == "gthread"
+    assert settings["worker_class"] == "app.gunicorn_worker.MainThreadModelWorker"
     assert settings["control_socket_disable"] == "True"
     assert settings["timeout"] == "120" and settings["graceful_timeout"] == "30"
     assert int(settings["max_requests"]) > 0 and int(settings["max_requests_jitter"]) > 0

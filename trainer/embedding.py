@@ -16,9 +16,10 @@ def embed_samples(encoder: Encoder, samples: list[Sample], *, desc: str = "embed
     paths = list(dict.fromkeys(s.path for s in samples))
     size = encoder.batch_size
     starts = range(0, len(paths), size)
-    pixels = prefetch(encoder.preprocess([load_image(p) for p in paths[s : s + size]])
+    # prepare(), not preprocess(): no torch op on the prefetch thread (app/main_thread.py).
+    pixels = prefetch(encoder.preprocess.prepare([load_image(p) for p in paths[s : s + size]])
                       for s in starts)
-    chunks = [encoder.embed_pixels(batch)
+    chunks = [encoder.embed_prepared(batch)
               for batch in tqdm(pixels, total=len(starts), desc=desc, unit="batch", mininterval=2)]
     unique = np.concatenate(chunks) if chunks else np.zeros((0, encoder.dim), np.float32)
     index = {p: i for i, p in enumerate(paths)}

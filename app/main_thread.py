@@ -1,0 +1,103 @@
+"""Model calls run on the process's main thread when a server hands it over.
+
+Measured on a 2-core server (``python -m bench.thread_penalty``, BENCHMARKS.md):
+the same ViT-S/14 embed with 2 torch threads takes 25 ms from the main thread
+and 40 ms from any other thread. The cause is libgomp, torch's OpenMP runtime:
+every thread that starts a parallel region keeps its own pool of OpenMP
+threads, and once a process holds more such threads than it has CPUs, libgomp
+stops spinning between regions and puts its threads to sleep, so each of the
+model's hundreds of regions pays a futex wake-up (~40 us on a VM). The main
+thread plus its pool fits the CPUs exactly; a request thread's pool does not.
+
+So a gunicorn worker (app/gunicorn_worker.py) gives its main thread to
+:func:`serve` and runs its connection loop on another thread, and the encoder
+sends model calls through :func:`call`. Where nothing serves (tests, the CLI,
+the trainer, ``flask run``) :func:`call` runs the function where it is.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TypeVar
+
+T = TypeVar("T")
+
+_POLL_S = 0.5  # how often serve() looks at its stop condition while idle
+
+
+class MainThreadRunner:
+    """A queue of calls that the main thread runs while it serves."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[tuple[Future[object], Callable[[], object]]]
+        self._calls = queue.SimpleQueue()
+        self._serving = False
+
+    @property
+    def serving(self) -> bool:
+        return self._serving
+
+    def call(self, function: Callable[[], T]) -> T:
+        """``function()``, run on the main thread if it serves, else right here."""
+        if not self._serving or threading.current_thread() is threading.main_thread():
+            return function()
+        future: Future[T] = Future()
+        self._calls.put((future, function))  # type: ignore[arg-type]
+        if not self._serving:  # serve() ended between the check and the put
+            self._drain()
+        return future.result()
+
+    def serve(self, done: Callable[[], bool]) -> None:
+        """Run queued calls on this (the main) thread until ``done()`` is true.
+
+        Calls queued after that run on their callers' threads.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("MainThreadRunner.serve must run on the main thread")
+        self._serving = True
+        try:
+            while not done():
+                try:
+                    future, function = self._calls.get(timeout=_POLL_S)
+                except queue.Empty:
+                    continue
+                _run(future, function)
+        finally:
+            self._serving = False
+            self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                future, function = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            _run(future, function)
+
+
+def _run(future: Future[object], function: Callable[[], object]) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(function())
+    except Exception as exc:  # noqa: BLE001 - re-raised in the caller's thread
+        future.set_exception(exc)
+    except BaseException as exc:  # SystemExit from a signal handler: the caller fails, we exit
+        future.set_exception(exc)
+        raise
+
+
+_RUNNER = MainThreadRunner()
+
+
+def call(function: Callable[[], T]) -> T:
+    """Run ``function`` on the main thread of this process if it serves calls."""
+    return _RUNNER.call(function)
+
+
+def serve(done: Callable[[], bool]) -> None:
+    """Give the main thread to model calls until ``done()``; see the module docstring."""
+    _RUNNER.serve(done)

@@ -1,0 +1,150 @@
+"""Model calls on the main thread (app/main_thread.py) and the gunicorn worker that
+hands its main thread over (app/gunicorn_worker.py), run under a real gunicorn."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from app.main_thread import MainThreadRunner
+from tests.s3server import free_port
+from tests.servers import HOST, ROOT, clean_environ, fetch, stop_process, wait_for_port
+
+
+def test_without_a_server_calls_run_where_they_are() -> None:
+    runner = MainThreadRunner()
+    seen: list[threading.Thread] = []
+    thread = threading.Thread(target=lambda: seen.append(runner.call(threading.current_thread)))
+    thread.start()
+    thread.join()
+    assert seen == [thread]
+
+
+def test_while_serving_calls_from_other_threads_run_on_the_main_thread() -> None:
+    runner = MainThreadRunner()
+    results: dict[int, object] = {}
+
+    def wait_for_serving() -> None:
+        deadline = time.monotonic() + 10
+        while not runner.serving:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+
+    def caller(n: int) -> None:
+        wait_for_serving()
+        try:
+            results[n] = runner.call(lambda: (threading.current_thread(), n * n))
+        except ValueError as exc:
+            results[n] = exc
+
+    def failing() -> None:
+        wait_for_serving()
+        try:
+            runner.call(lambda: int("not a number"))
+        except ValueError as exc:
+            results[-1] = exc
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(6)]
+    threads.append(threading.Thread(target=failing))
+    for thread in threads:
+        thread.start()
+    runner.serve(lambda: all(not t.is_alive() for t in threads))
+    assert not runner.serving
+    main = threading.main_thread()
+    assert {n: results[n] for n in range(6)} == {n: (main, n * n) for n in range(6)}
+    assert isinstance(results[-1], ValueError)  # raised in the caller, not on the main thread
+
+
+def test_serve_refuses_any_thread_but_the_main_one() -> None:
+    runner = MainThreadRunner()
+    errors: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            runner.serve(lambda: True)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    thread.join()
+    assert len(errors) == 1 and "main thread" in str(errors[0])
+
+
+def test_calls_after_serving_ends_run_in_their_callers() -> None:
+    runner = MainThreadRunner()
+    runner.serve(lambda: True)
+    seen: list[threading.Thread] = []
+    thread = threading.Thread(target=lambda: seen.append(runner.call(threading.current_thread)))
+    thread.start()
+    thread.join(10)
+    assert seen == [thread]
+
+
+PROBE = '''
+import threading, time
+from app import main_thread
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/boom":
+        main_thread.call(lambda: 1 / 0)
+    seconds = float(path.strip("/") or 0) if path != "/thread" else 0
+    on_main = main_thread.call(
+        lambda: time.sleep(seconds) or threading.current_thread() is threading.main_thread())
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"main" if on_main else b"other"]
+'''
+
+
+@pytest.fixture
+def probe_server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    (tmp_path / "probe.py").write_text(PROBE)
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    command = [sys.executable, "-m", "gunicorn", "--pythonpath", str(tmp_path),
+               "-k", "app.gunicorn_worker.MainThreadModelWorker", "--threads", "4",
+               "--workers", "1", "--bind", f"{HOST}:{port}", "--graceful-timeout", "20",
+               "--no-control-socket", "probe:app"]
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=clean_environ(), stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(port, process, 60, "gunicorn", log)
+        yield process, f"http://{HOST}:{port}", log
+    finally:
+        stop_process(process, signal.SIGTERM, timeout=30)
+
+
+def test_gunicorn_worker_runs_calls_on_its_main_thread(probe_server) -> None:  # type: ignore[no-untyped-def]
+    _, url, log = probe_server
+    replies = []
+    threads = [threading.Thread(target=lambda: replies.append(fetch(url + "/thread", timeout=30)))
+               for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [(r.status, r.body) for r in replies] == [(200, b"main")] * 6
+    failed = fetch(url + "/boom", timeout=30)
+    assert failed.status == 500  # an error in a call is the request's, and the worker lives on
+    assert fetch(url + "/thread", timeout=30).body == b"main"
+    assert "ZeroDivisionError" in log.read_text()
+
+
+def test_gunicorn_worker_finishes_a_running_call_on_sigterm(probe_server) -> None:  # type: ignore[no-untyped-def]
+    process, url, _ = probe_server
+    replies = []
+    slow = threading.Thread(target=lambda: replies.append(fetch(url + "/1.5", timeout=30)))
+    slow.start()
+    time.sleep(0.5)  # the call is running on the worker's main thread
+    process.send_signal(signal.SIGTERM)
+    slow.join(30)
+    assert [(r.status, r.body) for r in replies] == [(200, b"main")]
+    assert process.wait(30) == 0
