@@ -28,7 +28,8 @@ class CheckReport:
     thumbs: int
     unindexed: list[str] = field(default_factory=list)  # originals (keys) without a row
     missing_originals: list[str] = field(default_factory=list)  # row ids without an original
-    orphan_thumbs: list[str] = field(default_factory=list)  # thumbnail names without an original
+    # thumbnail names without an original, and WebP thumbnails from before JPEG ones
+    orphan_thumbs: list[str] = field(default_factory=list)
     missing_thumbs: list[str] = field(default_factory=list)  # original keys without a thumbnail
 
     @property
@@ -68,16 +69,17 @@ def repair(report: CheckReport, ingestor: Ingestor,
     images, vectors = ingestor.images, ingestor.vectors
     indexed = ingestor.run(stored_sources(images, report.unindexed), on_outcome)
     vectors.delete(report.missing_originals)
-    for name in report.orphan_thumbs:
-        images.delete(name)
     made = 0
     for key in report.missing_thumbs:
         try:
             decoded = imaging.decode(images.get(original_name(key)))
         except (InvalidImage, NotFound):
             continue
-        images.put(thumb_name(key), imaging.thumbnail(decoded.image), "image/webp")
+        images.put(thumb_name(key), imaging.thumbnail(decoded.image), imaging.THUMB_MIME)
         made += 1
+    # After the new thumbnails exist: a WebP one is served until its JPEG is made.
+    for name in report.orphan_thumbs:
+        images.delete(name)
     return RepairReport(indexed, len(report.missing_originals), len(report.orphan_thumbs), made)
 
 

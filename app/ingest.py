@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from app import imaging
 from app.encoder import Encoder
@@ -125,6 +126,7 @@ class Ingestor:
             yield self._prepare(chunk, seen)
 
     def _prepare(self, chunk: list[Source], seen: set[str]) -> _Batch:
+        preprocess = self.encoder.preprocess
         outcomes: list[Outcome] = []
         loaded: list[tuple[Source, bytes, str]] = []
         for source in chunk:
@@ -136,7 +138,7 @@ class Ingestor:
             loaded.append((source, data, imaging.content_hash(data)))
         known = self.vectors.existing({h for _, _, h in loaded}, self.collection) \
             if self.skip_existing else set()
-        items, decoded = [], []
+        items, resized = [], []
         for source, data, digest in loaded:
             if digest in known or digest in seen:
                 outcomes.append(Outcome(source.name, DUPLICATE, key=digest))
@@ -148,16 +150,23 @@ class Ingestor:
                 continue
             seen.add(digest)
             key = f"{digest}.{image.extension}"
-            self.store(key, data, image)
+            # One resize for the encoder and the thumbnail, when the encoder's keeps
+            # the aspect and still covers the thumbnail: half the CPU of a photo here.
+            small = preprocess.resize(image.image)
+            thumb_from = small if preprocess.shrinks_keeping_aspect(
+                image.image, imaging.THUMB_SIZE) else image.image
+            self.store(key, data, image, thumb_from)
             items.append(_Prepared(source, digest, key))
-            decoded.append(image.image)
-        pixels = self.encoder.preprocess.prepare(decoded) if decoded else None
+            resized.append(small)
+        pixels = preprocess.finish(resized) if resized else None
         return _Batch(items, pixels, outcomes)
 
-    def store(self, key: str, data: bytes, image: imaging.DecodedImage) -> None:
+    def store(self, key: str, data: bytes, image: imaging.DecodedImage,
+              thumb_from: Image.Image | None = None) -> None:
         """Write the original and its thumbnail (idempotent: keys are content hashes)."""
         self.images.put(original_name(key), data, imaging.MIME_TYPES[image.extension])
-        self.images.put(thumb_name(key), imaging.thumbnail(image.image), "image/webp")
+        thumb = imaging.thumbnail(thumb_from or image.image)
+        self.images.put(thumb_name(key), thumb, imaging.THUMB_MIME)
 
     def _insert(self, batch: _Batch) -> Iterator[Outcome]:
         assert batch.pixels is not None

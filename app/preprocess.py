@@ -93,10 +93,15 @@ class Preprocess:
         would give the calling thread an OpenMP pool of its own, and live pools
         beyond the core count slow the model down (app/main_thread.py).
         """
+        return self.finish([self.resize(im) for im in images])
+
+    def finish(self, resized: Sequence[Image.Image]) -> np.ndarray:
+        """``prepare`` for images already through ``resize`` (ingest shares that step
+        with the thumbnail)."""
         if self.fallback is not None:
-            out = self.fallback(images=list(images), return_tensors="np")["pixel_values"]
+            out = self.fallback(images=list(resized), return_tensors="np")["pixel_values"]
             return np.ascontiguousarray(out, dtype=np.float32)
-        return np.stack([np.asarray(self.geometry(im), dtype=np.uint8) for im in images])
+        return np.stack([np.asarray(self._crop(im), dtype=np.uint8) for im in resized])
 
     def to_tensor(self, prepared: np.ndarray) -> torch.Tensor:
         """Rescale and normalise what ``prepare`` made: run where the model runs."""
@@ -110,14 +115,28 @@ class Preprocess:
 
     def geometry(self, image: Image.Image) -> Image.Image:
         """Resize and crop one RGB image (the pixel-space half of the recipe)."""
+        return self._crop(self.resize(image))
+
+    def resize(self, image: Image.Image) -> Image.Image:
+        """The recipe's resize; the image as it is for a fallback processor."""
+        if self.fallback is not None:
+            return image
         if self.resize_to:
             height, width = self.resize_to
-            image = image.resize((width, height), self.resample)
-        elif self.shortest_edge:
-            image = image.resize(_short_side_size(image.size, self.shortest_edge), self.resample)
-        if self.crop:
-            image = _centre_crop(image, self.crop)
+            return image.resize((width, height), self.resample)
+        if self.shortest_edge:
+            return image.resize(_short_side_size(image.size, self.shortest_edge), self.resample)
         return image
+
+    def shrinks_keeping_aspect(self, image: Image.Image, minimum: int) -> bool:
+        """Whether ``resize`` makes ``image`` smaller, with its aspect, and no side below
+        ``minimum``: then its output can stand in for the original (thumbnails)."""
+        edge = self.shortest_edge
+        return (self.fallback is None and self.resize_to is None and edge is not None
+                and minimum <= edge <= min(image.size))
+
+    def _crop(self, image: Image.Image) -> Image.Image:
+        return _centre_crop(image, self.crop) if self.crop else image
 
 
 def _as_dict(value: Any) -> dict[str, int] | None:

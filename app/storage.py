@@ -1,8 +1,9 @@
 """The image store: gallery originals and their thumbnails, on disk or in S3/MinIO.
 
 Both backends hold the same two kinds of object, named by content hash:
-``images/<sha256>.<ext>`` for originals and ``thumbs/<sha256>.webp`` for
-thumbnails. Every name is checked against exactly those two patterns before it
+``images/<sha256>.<ext>`` for originals and ``thumbs/<sha256>.jpg`` for
+thumbnails (``thumbs/<sha256>.webp`` in galleries made before thumbnails were
+JPEG: still served, and replaced by ``flask gallery check --repair``). Every name is checked against exactly those two patterns before it
 touches a folder or a bucket, so nothing taken from a request (``../``, NUL,
 absolute paths) can ever reach the filesystem or another object.
 
@@ -36,7 +37,7 @@ from app.imaging import is_valid_key
 ORIGINALS = "images/"
 THUMBS = "thumbs/"
 _NAME_PATTERN = re.compile(
-    r"images/[0-9a-f]{64}\.(?:jpg|png|webp|gif|bmp|tiff)|thumbs/[0-9a-f]{64}\.webp"
+    r"images/[0-9a-f]{64}\.(?:jpg|png|webp|gif|bmp|tiff)|thumbs/[0-9a-f]{64}\.(?:jpg|webp)"
 )
 # Config-given S3 key prefixes: plain path segments, never "." or "..".
 _PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
@@ -68,10 +69,15 @@ def original_name(key: str) -> str:
 
 
 def thumb_name(key: str) -> str:
-    """The object name of an image's thumbnail; thumbnails are always WebP."""
+    """The object name of an image's thumbnail; thumbnails are always JPEG."""
     if not is_valid_key(key):
         raise BadRequest("This is not a valid image key.")
-    return f"{THUMBS}{key.split('.', 1)[0]}.webp"
+    return f"{THUMBS}{key.split('.', 1)[0]}.jpg"
+
+
+def legacy_thumb_name(key: str) -> str:
+    """Where galleries made before JPEG thumbnails keep theirs (WebP)."""
+    return thumb_name(key).removesuffix(".jpg") + ".webp"
 
 
 def check_name(name: str) -> str:

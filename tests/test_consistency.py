@@ -9,7 +9,8 @@ import pytest
 from app.consistency import check, repair
 from app.ingest import Ingestor
 from app.sources import collect
-from app.storage import original_name, thumb_name
+from app import imaging
+from app.storage import legacy_thumb_name, original_name, thumb_name
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def test_every_kind_of_orphan_is_found_and_repaired(gallery, photos) -> None:  #
     images.delete(thumb_name(keys[1]))
     images.delete(thumb_name(keys[2]))  # a lost thumbnail
     stray = thumb_name("f" * 64 + ".jpg")
-    images.put(stray, b"RIFF", "image/webp")  # a thumbnail of nothing
+    images.put(stray, b"\xff\xd8", "image/jpeg")  # a thumbnail of nothing
 
     report = check(vectors, images)
     assert report.unindexed == [keys[0]]
@@ -62,3 +63,34 @@ def test_the_cli_reports_and_repairs(runner, gallery_dir, app) -> None:  # type:
     assert found.exit_code == 1 and "1 originals without a thumbnail" in found.output
     fixed = runner.invoke(args=["gallery", "check", "--repair"])
     assert fixed.exit_code == 0 and "made 1 thumbnails" in fixed.output and "Consistent." in fixed.output
+
+
+def test_webp_thumbnails_of_older_galleries_are_served_then_replaced_by_repair(  # type: ignore[no-untyped-def]
+        gallery, app) -> None:
+    """Galleries made before JPEG thumbnails: served as they are, migrated by repair."""
+    import io
+
+    from PIL import Image
+
+    ingestor, keys = gallery
+    images, vectors = ingestor.images, ingestor.vectors
+    old = Image.new("RGB", (256, 192), (200, 40, 40))
+    buffer = io.BytesIO()
+    old.save(buffer, "WEBP")
+    for key in keys:  # as an older version stored them
+        images.delete(thumb_name(key))
+        images.put(legacy_thumb_name(key), buffer.getvalue(), "image/webp")
+
+    served = app.test_client().get(f"/thumbs/{keys[0]}")
+    assert served.status_code == 200 and served.mimetype == "image/webp"
+    assert served.data == buffer.getvalue()
+
+    report = check(vectors, images)
+    assert sorted(report.missing_thumbs) == sorted(keys)
+    assert sorted(report.orphan_thumbs) == sorted(legacy_thumb_name(k) for k in keys)
+    repaired = repair(report, ingestor)
+    assert repaired.thumbs_made == len(keys) and repaired.thumbs_deleted == len(keys)
+    assert check(vectors, images).consistent
+    served = app.test_client().get(f"/thumbs/{keys[0]}")
+    assert served.status_code == 200 and served.mimetype == imaging.THUMB_MIME
+    assert Image.open(io.BytesIO(served.data)).format == "JPEG"

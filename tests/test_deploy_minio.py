@@ -59,7 +59,7 @@ def test_search_results_are_served_from_the_bucket(s3_app, gallery_dir: Path, ph
     assert original.status_code == 200 and original.data == photos["chelsea"]
     assert "immutable" in original.headers["Cache-Control"]
     thumb = client.get(top["thumb_url"])
-    assert thumb.status_code == 200 and thumb.mimetype == "image/webp"
+    assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
     assert max(Image.open(io.BytesIO(thumb.data)).size) < 1024
     health = client.get("/api/health").get_json()
     assert health["storage"] == {"backend": "s3", "reachable": True}

@@ -156,3 +156,18 @@ def test_the_real_mobilenet_finds_a_recompressed_copy(mobilenet_dir: Path, photo
         assert int(np.argmax(similarities)) == index, name
         others = np.delete(similarities, index)
         assert similarities[index] > others.max() + 0.1
+
+
+def test_only_an_aspect_keeping_shrink_may_stand_in_for_the_original() -> None:
+    """Ingest makes thumbnails from the encoder's resize only when that is faithful."""
+    photo = Image.new("RGB", (640, 480))
+    dinov2 = Preprocess.default()  # shortest edge 256
+    assert dinov2.shrinks_keeping_aspect(photo, 256)
+    assert dinov2.resize(photo).size == (341, 256)
+    assert not dinov2.shrinks_keeping_aspect(Image.new("RGB", (640, 200)), 256)  # would enlarge
+    assert not dinov2.shrinks_keeping_aspect(photo, 320)  # would not cover the thumbnail
+    squash = Preprocess(shortest_edge=None, resize_to=(256, 256), crop=None)
+    assert not squash.shrinks_keeping_aspect(photo, 256)  # changes the aspect
+    fallback = Preprocess(shortest_edge=None, resize_to=None, crop=None, fallback=object())
+    assert not fallback.shrinks_keeping_aspect(photo, 256)
+    assert fallback.resize(photo) is photo

@@ -91,3 +91,41 @@ def test_an_interrupted_ingest_completes_on_rerun(services, gallery_dir: Path) -
     assert report.added == 6 - partial and report.duplicates == partial
     assert vectors.count() == 6
     assert len(list(images.names("images/"))) == 6
+
+
+@pytest.mark.parametrize("size", [(640, 480), (480, 640), (300, 300), (200, 900), (120, 90)])
+def test_a_thumbnail_made_from_the_encoders_resize_matches_one_from_the_original(
+        services, tmp_path: Path, size: tuple[int, int]) -> None:
+    """Ingest makes the thumbnail from the encoder's resized input where that covers
+    the thumbnail: same size as from the original, and the same picture."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from app import imaging
+    from app.encoder import Encoder
+    from app.preprocess import Preprocess
+    from app.storage import thumb_name
+
+    tiny, vectors, images = services
+    # The tiny test model resizes to 64 px; DINOv2's recipe (256, crop 224) is the
+    # one that covers thumbnails. Same backbone, so the same collection accepts it.
+    encoder = Encoder(tiny.backbone, Preprocess.default(), name=tiny.name, precision=tiny.precision)
+    gradient = np.add.outer(np.arange(size[1]) * 255 // size[1], np.arange(size[0]) * 0)
+    photo = Image.fromarray(np.stack([gradient, gradient[::-1], np.full_like(gradient, 90)],
+                                     axis=-1).astype(np.uint8))
+    folder = tmp_path / "one"
+    folder.mkdir()
+    buffer = io.BytesIO()
+    photo.save(buffer, "PNG")
+    (folder / "photo.png").write_bytes(buffer.getvalue())
+    report = Ingestor(encoder, vectors, images).run(collect([folder]))
+    stored = Image.open(io.BytesIO(images.get(thumb_name(report.outcomes[0].key))))
+    direct = Image.open(io.BytesIO(imaging.thumbnail(photo)))
+    shared = min(size) >= imaging.THUMB_SIZE
+    assert encoder.preprocess.shrinks_keeping_aspect(photo, imaging.THUMB_SIZE) == shared
+    assert stored.format == "JPEG"
+    assert abs(stored.size[0] - direct.size[0]) <= 1 and abs(stored.size[1] - direct.size[1]) <= 1
+    a = np.asarray(stored.resize(direct.size), dtype=np.float32)
+    assert np.abs(a - np.asarray(direct, dtype=np.float32)).mean() < 4

@@ -61,7 +61,7 @@ def test_the_search_page_shows_a_ranked_grid(client, runner, gallery_dir: Path, 
     html = page.get_data(as_text=True)
     assert html.count('class="card"') == 5
     assert re.search(r'class="score"[^>]*>1\.000<', html)
-    assert "data:image/webp;base64," in html
+    assert "data:image/jpeg;base64," in html
 
 
 def test_the_empty_gallery_page_says_how_to_add_images(client) -> None:

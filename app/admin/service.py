@@ -19,7 +19,7 @@ from app.jobs.reindex import rollback_target
 from app.jobs.serving import Serving
 from app.jobs.state import JobFiles, JobState, gallery_writes
 from app.sources import Source, zip_sources
-from app.storage import ImageStore, original_name, thumb_name
+from app.storage import ImageStore, legacy_thumb_name, original_name, thumb_name
 from app.vectors import Entry, VectorStore
 
 
@@ -178,5 +178,6 @@ def delete_image(id_: str, *, serving: Serving, images: ImageStore, files: JobFi
         entry = store.get(id_)
         images.delete(original_name(entry.key))
         images.delete(thumb_name(entry.key))
+        images.delete(legacy_thumb_name(entry.key))
         store.delete([entry.id])
     return entry

@@ -6,6 +6,7 @@ import base64
 
 from flask import Blueprint, current_app, render_template, request
 
+from app import imaging
 from app.exceptions import BadRequest, ServiceUnavailable
 from app.extensions import encoder, vectors
 from app.search.forms import SearchForm
@@ -47,7 +48,7 @@ def search_key() -> str:
 def _results(result: SearchResult, k: int) -> str:
     preview = ""
     if result.query.thumbnail:
-        preview = "data:image/webp;base64," + base64.b64encode(result.query.thumbnail).decode()
+        preview = f"data:{imaging.THUMB_MIME};base64," + base64.b64encode(result.query.thumbnail).decode()
     return render_template("search/results.html", result=result, preview=preview, k=k,
                            form=SearchForm(k=str(k)))
 
