@@ -6,6 +6,7 @@ deployed (gunicorn, lazy services, readiness through /api/health).
 
 from __future__ import annotations
 
+import functools
 import http.client
 import io
 import json
@@ -95,9 +96,16 @@ def request(port: int, method: str, path: str, body: bytes | None = None,
         connection.close()
 
 
+@functools.lru_cache(maxsize=256)
+def _upload(image: bytes, k: int) -> tuple[bytes, str]:
+    # Built once per photo: on a 2-core machine the client shares the CPU with
+    # the server, so its own work would count against the server's figures.
+    return multipart({"k": str(k)}, {"image": ("query.jpg", image)})
+
+
 def search(port: int, image: bytes, k: int = 10) -> tuple[int, float, dict[str, Any]]:
     """One upload search: (status, client wall ms, response JSON)."""
-    body, content_type = multipart({"k": str(k)}, {"image": ("query.jpg", image)})
+    body, content_type = _upload(image, k)
     start = time.perf_counter()
     status, payload = request(port, "POST", "/api/search", body, content_type)
     wall = (time.perf_counter() - start) * 1000
