@@ -88,6 +88,7 @@ class Ingestor:
         max_pixels: int = imaging.DEFAULT_MAX_PIXELS,
         collection: str | None = None,
         skip_existing: bool = True,
+        store_images: bool = True,
     ) -> None:
         self.encoder = encoder
         self.vectors = vectors
@@ -96,6 +97,7 @@ class Ingestor:
         self.max_pixels = max_pixels
         self.collection = collection
         self.skip_existing = skip_existing
+        self.store_images = store_images  # False: re-encoding images the store holds
 
     def run(
         self, sources: Iterable[Source], on_outcome: Callable[[Outcome], None] | None = None
@@ -153,9 +155,10 @@ class Ingestor:
             # One resize for the encoder and the thumbnail, when the encoder's keeps
             # the aspect and still covers the thumbnail: half the CPU of a photo here.
             small = preprocess.resize(image.image)
-            thumb_from = small if preprocess.shrinks_keeping_aspect(
-                image.image, imaging.THUMB_SIZE) else image.image
-            self.store(key, data, image, thumb_from)
+            if self.store_images:
+                thumb_from = small if preprocess.shrinks_keeping_aspect(
+                    image.image, imaging.THUMB_SIZE) else image.image
+                self.store(key, data, image, thumb_from)
             items.append(_Prepared(source, digest, key))
             resized.append(small)
         pixels = preprocess.finish(resized) if resized else None

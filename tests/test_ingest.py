@@ -129,3 +129,12 @@ def test_a_thumbnail_made_from_the_encoders_resize_matches_one_from_the_original
     assert abs(stored.size[0] - direct.size[0]) <= 1 and abs(stored.size[1] - direct.size[1]) <= 1
     a = np.asarray(stored.resize(direct.size), dtype=np.float32)
     assert np.abs(a - np.asarray(direct, dtype=np.float32)).mean() < 4
+
+
+def test_re_encoding_writes_no_image(services, gallery_dir: Path) -> None:
+    """What a reindex runs: rows for the images, nothing new in the image store."""
+    encoder, vectors, images = services
+    report = Ingestor(encoder, vectors, images, store_images=False).run(collect([gallery_dir]))
+    assert report.added > 0
+    assert list(images.names()) == [] and list(images.names("thumbs/")) == []
+    assert vectors.count() == report.added

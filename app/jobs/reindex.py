@@ -136,13 +136,6 @@ class Progress:
             self._on_change(self._state)
 
 
-class _Reencoder(Ingestor):
-    """The ingest pipeline without the store writes: originals and thumbnails exist."""
-
-    def store(self, key: str, data: bytes, image: imaging.DecodedImage) -> None:
-        return None
-
-
 class Reindexer:
     """Runs one reindex or rollback; the caller holds the job lock."""
 
@@ -228,9 +221,10 @@ class Reindexer:
 
     def encode(self, encoder: Encoder, entries: Iterable[Entry], collection: str) -> None:
         """Re-encode gallery rows into ``collection`` through the ingest pipeline."""
-        ingestor = _Reencoder(encoder, self.vectors, self.images, batch_size=self.batch_size,
-                              max_pixels=self.max_pixels, collection=collection,
-                              skip_existing=False)
+        # Originals and thumbnails exist already: the pipeline only encodes.
+        ingestor = Ingestor(encoder, self.vectors, self.images, batch_size=self.batch_size,
+                            max_pixels=self.max_pixels, collection=collection,
+                            skip_existing=False, store_images=False)
 
         def counted(outcome: Outcome) -> None:
             self.progress.outcome(outcome)
