@@ -140,7 +140,19 @@ class Encoder:
         threads: int | None = None,
         batch_size: int | None = None,
     ) -> Encoder:
-        """Load a backbone (and the projection head of an exported model)."""
+        """Load a backbone (and the projection head of an exported model).
+
+        Off the main thread the load runs on a thread of its own
+        (app/main_thread.py: no OpenMP pool outlives it).
+        """
+        return main_thread.in_passing_thread(lambda: cls._load(
+            id_or_dir, device=device, bf16=bf16, precision=precision, compile=compile,
+            threads=threads, batch_size=batch_size))
+
+    @classmethod
+    def _load(cls, id_or_dir: str, *, device: str | None, bf16: bool | None,
+              precision: str | None, compile: bool, threads: int | None,
+              batch_size: int | None) -> Encoder:
         if threads:
             torch.set_num_threads(threads)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -98,6 +98,22 @@ def call(function: Callable[[], T]) -> T:
     return _RUNNER.call(function)
 
 
+def in_passing_thread(function: Callable[[], T]) -> T:
+    """``function()`` on a thread that ends with it, unless called on the main thread.
+
+    For torch work that is not a model call, such as loading another model after a
+    reindex switched it: an OpenMP pool that work gives its thread dies with the
+    thread, instead of slowing the model for as long as a request thread lives.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return function()
+    future: Future[T] = Future()
+    thread = threading.Thread(target=_run, args=(future, function), name="torch-once")
+    thread.start()
+    thread.join()
+    return future.result()
+
+
 def serve(done: Callable[[], bool]) -> None:
     """Give the main thread to model calls until ``done()``; see the module docstring."""
     _RUNNER.serve(done)

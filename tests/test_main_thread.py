@@ -3,6 +3,7 @@ hands its main thread over (app/gunicorn_worker.py), run under a real gunicorn."
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.main_thread import MainThreadRunner
+from app.main_thread import MainThreadRunner, in_passing_thread
 from tests.s3server import free_port
 from tests.servers import HOST, ROOT, clean_environ, fetch, stop_process, wait_for_port
 
@@ -85,6 +86,43 @@ def test_calls_after_serving_ends_run_in_their_callers() -> None:
     thread.start()
     thread.join(10)
     assert seen == [thread]
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_torch_work_in_a_passing_thread_leaves_no_openmp_pool_behind() -> None:
+    """Work such as a model load, asked for by a request thread, must not leave that
+    thread an OpenMP pool: live pools beyond the cores slow the model down."""
+    import torch
+
+    def parallel_op() -> float:
+        return float(((torch.zeros(8, 3, 224, 224) - 1.0) / 2.0).sum())
+
+    counts: dict[str, int] = {}
+
+    def request_thread() -> None:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(2)  # so that a parallel op starts a pool even on one core
+        try:
+            counts["before"] = _threads()
+            assert in_passing_thread(parallel_op) == -8 * 3 * 224 * 224 / 2
+            deadline = time.monotonic() + 10  # its pool's threads exit just after it
+            while _threads() > counts["before"] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            counts["after passing"] = _threads()
+            parallel_op()
+            counts["after direct"] = _threads()
+        finally:
+            torch.set_num_threads(previous)
+
+    thread = threading.Thread(target=request_thread)
+    thread.start()
+    thread.join()
+    assert counts["after passing"] == counts["before"]
+    assert counts["after direct"] > counts["before"]  # the pool the passing thread spared us
+    assert in_passing_thread(threading.current_thread) is threading.main_thread()
 
 
 PROBE = '''
