@@ -10,6 +10,7 @@ its vectors, so vectors from different models are never compared.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -97,7 +98,18 @@ def milvus_call(what: str) -> Callable:
     def decorate(func: Callable) -> Callable:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                return func(*args, **kwargs)
+                try:
+                    return func(*args, **kwargs)
+                except MilvusException as exc:
+                    store = args[0] if args and isinstance(args[0], VectorStore) else None
+                    if store is None or not _not_loaded(exc):
+                        raise
+                    # Milvus Lite forgets which collections were loaded when its
+                    # server restarts (a server remembers, but an operator may have
+                    # released one): load it again, once, and retry.
+                    target = _released_name(exc) or kwargs.get("collection") or store.alias
+                    store.client.load_collection(target, timeout=store.maintenance_timeout)
+                    return func(*args, **kwargs)
             except MilvusException as exc:
                 if _is_missing(exc):
                     raise
@@ -119,6 +131,20 @@ def milvus_call(what: str) -> Callable:
         return wrapper
 
     return decorate
+
+
+_RELEASED = re.compile(r"[Cc]ollection '([^']+)' is in state 'released'")
+
+
+def _not_loaded(exc: MilvusException) -> bool:
+    """Lite: "Collection 'x' is in state 'released'"; a server: "collection not loaded"."""
+    return bool(_RELEASED.search(str(exc))) or "collection not loaded" in str(exc)
+
+
+def _released_name(exc: MilvusException) -> str | None:
+    """The collection a Lite error names (a server's names it by numeric id only)."""
+    match = _RELEASED.search(str(exc))
+    return match.group(1) if match else None
 
 
 def _is_missing(exc: MilvusException) -> bool:

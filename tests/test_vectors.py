@@ -119,3 +119,18 @@ def test_a_raw_grpc_failure_is_an_unavailable_index_not_a_500() -> None:
 
     with pytest.raises(VectorStoreUnavailable, match="counting rows failed: DEADLINE_EXCEEDED"):
         count()
+
+
+def test_a_released_collection_is_loaded_again_when_used(store: VectorStore) -> None:
+    """Milvus Lite comes back from a restart with every collection released."""
+    if not store.lite:  # a server reloads them itself; a release there is an operator's act
+        pytest.skip("only Milvus Lite forgets loaded collections on restart")
+    store.upsert(entries(5))
+    target = store.resolve()
+    assert target is not None
+    store.client.release_collection(target)
+    assert store.count() == 5
+    store.client.release_collection(target)
+    assert store.search(unit(2), 1)[0].id == f"{2:064x}"
+    store.client.release_collection(target)
+    assert store.get(f"{3:064x}").key == f"{3:064x}.jpg"
