@@ -1,8 +1,15 @@
 """Sources -> image store + vectors, batched, overlapped, resumable, with progress.
 
-A producer thread reads, hashes, dedupes, decodes, thumbnails, stores and
-preprocesses the next batch while the main thread runs the model on the current
-one, so the model is the only thing the pipeline waits for. Originals and
+Preparing a batch means reading, hashing, deduping, decoding, thumbnailing,
+storing and resizing its images. Where the model leaves CPU free (a GPU, or
+fewer torch threads than cores), a producer thread prepares the next batch
+while the main thread runs the model on the current one, so the model is the
+only thing the pipeline waits for. Where the model takes every core (the CPU
+default), preparing alongside it would only take cores from it, and slow it
+more than the work saved: every parallel region of the model waits for its
+slowest thread. There the two alternate, and a batch is prepared by one thread
+per core while the model is idle. Measured on 2 cores (ViT-S/14, 512 photos):
+see BENCHMARKS.md. Originals and
 thumbnails are written before their vector: an interrupted run leaves at most
 objects without vectors, which a rerun completes (puts are idempotent, rows are
 keyed by content hash). Memory stays flat: at most two batches are in flight.
@@ -11,11 +18,14 @@ keyed by content hash). Memory stays flat: at most two batches are in flight.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from app import imaging
@@ -27,6 +37,8 @@ from app.storage import ImageStore, original_name, thumb_name
 from app.vectors import Entry, VectorStore
 
 log = logging.getLogger(__name__)
+
+_Map = Callable[..., Iterable[Any]]  # map, or a thread pool's map
 
 ADDED, DUPLICATE, REJECTED = "added", "duplicate", "rejected"
 
@@ -98,6 +110,7 @@ class Ingestor:
         self.collection = collection
         self.skip_existing = skip_existing
         self.store_images = store_images  # False: re-encoding images the store holds
+        self.overlap = _model_leaves_cpu_free(encoder)
 
     def run(
         self, sources: Iterable[Source], on_outcome: Callable[[Outcome], None] | None = None
@@ -111,23 +124,35 @@ class Ingestor:
 
     def stream(self, sources: Iterable[Source]) -> Iterator[Outcome]:
         """Outcomes in completion order, one per source."""
-        for batch in prefetch(self._prepare_batches(sources), depth=1, name="ingest-prefetch"):
+        if self.overlap:
+            batches = prefetch(self._prepare_batches(sources, map), depth=1,
+                               name="ingest-prefetch")
+            yield from self._insert_all(batches)
+            return
+        workers = max(2, _usable_cpus())
+        with ThreadPoolExecutor(workers, thread_name_prefix="ingest-prepare") as pool:
+            yield from self._insert_all(self._prepare_batches(sources, pool.map))
+
+    def _insert_all(self, batches: Iterable[_Batch]) -> Iterator[Outcome]:
+        for batch in batches:
             yield from batch.outcomes
             if batch.items:
                 yield from self._insert(batch)
 
-    def _prepare_batches(self, sources: Iterable[Source]) -> Iterator[_Batch]:
+    def _prepare_batches(self, sources: Iterable[Source], each: _Map) -> Iterator[_Batch]:
         seen: set[str] = set()
         chunk: list[Source] = []
         for source in sources:
             chunk.append(source)
             if len(chunk) == self.batch_size:
-                yield self._prepare(chunk, seen)
+                yield self._prepare(chunk, seen, each)
                 chunk = []
         if chunk:
-            yield self._prepare(chunk, seen)
+            yield self._prepare(chunk, seen, each)
 
-    def _prepare(self, chunk: list[Source], seen: set[str]) -> _Batch:
+    def _prepare(self, chunk: list[Source], seen: set[str], each: _Map = map) -> _Batch:
+        """One batch: sources read in order, then each new image made ready by ``each``
+        (``map``, or a thread pool's)."""
         preprocess = self.encoder.preprocess
         outcomes: list[Outcome] = []
         loaded: list[tuple[Source, bytes, str]] = []
@@ -140,17 +165,22 @@ class Ingestor:
             loaded.append((source, data, imaging.content_hash(data)))
         known = self.vectors.existing({h for _, _, h in loaded}, self.collection) \
             if self.skip_existing else set()
-        items, resized = [], []
+        new, copies = [], {}  # copies: later sources with the bytes of a new one
         for source, data, digest in loaded:
             if digest in known or digest in seen:
                 outcomes.append(Outcome(source.name, DUPLICATE, key=digest))
-                continue
+            elif digest in copies:
+                copies[digest].append(source)
+            else:
+                copies[digest] = []
+                new.append((source, data, digest))
+
+        def ready(item: tuple[Source, bytes, str]) -> tuple[_Prepared, Image.Image] | Outcome:
+            source, data, digest = item
             try:
                 image = imaging.decode(data, max_pixels=self.max_pixels)
             except InvalidImage as exc:
-                outcomes.append(Outcome(source.name, REJECTED, reason=exc.message))
-                continue
-            seen.add(digest)
+                return Outcome(source.name, REJECTED, reason=exc.message)
             key = f"{digest}.{image.extension}"
             # One resize for the encoder and the thumbnail, when the encoder's keeps
             # the aspect and still covers the thumbnail: half the CPU of a photo here.
@@ -159,8 +189,18 @@ class Ingestor:
                 thumb_from = small if preprocess.shrinks_keeping_aspect(
                     image.image, imaging.THUMB_SIZE) else image.image
                 self.store(key, data, image, thumb_from)
-            items.append(_Prepared(source, digest, key))
-            resized.append(small)
+            return _Prepared(source, digest, key), small
+
+        items, resized = [], []
+        for (_, _, digest), result in zip(new, each(ready, new), strict=True):
+            if isinstance(result, Outcome):  # rejected: so is every copy
+                outcomes.append(result)
+                outcomes += [replace(result, name=s.name) for s in copies[digest]]
+                continue
+            seen.add(digest)
+            items.append(result[0])
+            resized.append(result[1])
+            outcomes += [Outcome(s.name, DUPLICATE, key=digest) for s in copies[digest]]
         pixels = preprocess.finish(resized) if resized else None
         return _Batch(items, pixels, outcomes)
 
@@ -181,6 +221,15 @@ class Ingestor:
         self.vectors.upsert(entries, self.collection)
         for p in batch.items:
             yield Outcome(p.source.name, ADDED, key=p.key)
+
+
+def _model_leaves_cpu_free(encoder: Encoder) -> bool:
+    """A GPU model, or fewer torch threads than usable cores: preparing can overlap."""
+    return not encoder.device.startswith("cpu") or torch.get_num_threads() < _usable_cpus()
+
+
+def _usable_cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _metadata(source: Source) -> dict[str, Any]:

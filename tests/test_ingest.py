@@ -41,23 +41,55 @@ def test_a_rerun_skips_everything_already_indexed(services, gallery_dir: Path) -
     assert services[1].count() == 6
 
 
+@pytest.mark.parametrize("overlap", [True, False], ids=["prefetch-thread", "alternating-pool"])
+@pytest.mark.parametrize("batch_size", [2, 8])
 def test_a_zip_with_good_duplicate_and_broken_images_reports_each(
-    services, tmp_path: Path, photos: dict[str, bytes]
+    services, tmp_path: Path, photos: dict[str, bytes], overlap: bool, batch_size: int
 ) -> None:
+    """Both ways of preparing batches (see app/ingest.py) report the same, whether
+    the copies fall in one batch or in two."""
     archive = tmp_path / "upload.zip"
     archive.write_bytes(make_zip({
         "a/coffee.jpg": photos["coffee"],
         "b/coffee-again.jpg": photos["coffee"],
         "broken.jpg": b"not an image at all",
+        "broken-again.jpg": b"not an image at all",
         "truncated.jpg": photos["chelsea"][:500],
+        "c/chelsea.jpg": photos["chelsea"],
         "notes.txt": b"ignored: not an image suffix",
     }))
-    report = Ingestor(*services, batch_size=2).run(collect([archive]))
+    ingestor = Ingestor(*services, batch_size=batch_size)
+    ingestor.overlap = overlap
+    report = ingestor.run(collect([archive]))
     status = {o.name.split(":")[-1]: o.status for o in report.outcomes}
     assert status == {"a/coffee.jpg": ADDED, "b/coffee-again.jpg": DUPLICATE,
-                      "broken.jpg": REJECTED, "truncated.jpg": REJECTED}
+                      "broken.jpg": REJECTED, "broken-again.jpg": REJECTED,
+                      "truncated.jpg": REJECTED, "c/chelsea.jpg": ADDED}
+    assert len(report.outcomes) == 6
     reasons = {o.name.split(":")[-1]: o.reason for o in report.rejected}
     assert "not an image we can read" in reasons["broken.jpg"]
+    assert reasons["broken-again.jpg"] == reasons["broken.jpg"]
+    assert services[1].count() == 2
+    stored = sorted(services[2].names())
+    assert len(stored) == 2 and len(list(services[2].names("thumbs/"))) == 2
+
+
+def test_the_pipeline_overlaps_only_where_the_model_leaves_cores_free(services) -> None:
+    import os
+
+    import torch
+
+    cores = len(os.sched_getaffinity(0))
+    if services[0].device != "cpu" or cores < 2:
+        pytest.skip("needs the model on a CPU of 2 cores or more")
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(cores)
+        assert not Ingestor(*services).overlap  # the model takes every core: alternate
+        torch.set_num_threads(cores - 1)
+        assert Ingestor(*services).overlap  # a core to spare: prepare alongside
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_labels_and_metadata_come_from_a_csv(services, gallery_dir: Path, tmp_path: Path) -> None:
