@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -58,8 +59,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                                "quick": args.quick, "repeats": repeats, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     previous = args.out / "report.json"
     if args.update and previous.is_file():
+        # The header keeps the first run's command; what this one re-measures says
+        # under its own heading how, when, and on how loaded a machine.
         results = json.loads(previous.read_text())
-        results["command"] = f"{results['command']}`, then `{command}"
+
+    def stamp() -> dict[str, Any]:
+        return {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "load_average": list(os.getloadavg())}
     lite_dir = workdir / "milvus.db"
     lite_uri = ensure_server(lite_dir).uri
     wanted = {b.strip() for b in args.backends.split(",")}
@@ -70,8 +76,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         if "encoder" in only:
             from bench import encoder_speed
 
+            run = stamp()
             results["encoder"] = encoder_speed.run(workdir, quick=args.quick, repeats=repeats,
                                                    compile_modes=not args.no_compile)
+            results["encoder"]["run"] = run
             save(args, results)
         if "search" in only:
             from pymilvus import MilvusClient
@@ -81,10 +89,13 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             sizes = [int(s) for s in args.sizes.split(",") if s] or (
                 [500, 1_000] if args.quick else [10_000, 100_000, 1_000_000])
             clients = {name: (MilvusClient(uri, timeout=600), name == "lite") for name, uri in backends.items()}
+            run = stamp()
             search = search_scale.run(workdir, sizes=sizes, backends=clients,
                                       efs=[64] if args.quick else [64, 128, 256], quick=args.quick)
+            search["runs"] = dict.fromkeys(backends, run)
             if args.update and "search" in results:
                 search["results"] = {**results["search"]["results"], **search["results"]}
+                search["runs"] = {**results["search"].get("runs", {}), **search["runs"]}
             results["search"] = search
             save(args, results)
         if "latency" in only:
@@ -92,18 +103,21 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
             gallery = args.gallery or (500 if args.quick else 100_000)
             latency = results.get("latency", {}) if args.update else {}
-            results["latency"] = {**latency, **{
-                name: http_speed.run(workdir, uri=uri, backend=name, gallery=gallery,
-                                     quick=args.quick, cores=cores)
-                for name, uri in backends.items()
-            }}
+            for name, uri in backends.items():
+                run = stamp()
+                latency[name] = http_speed.run(workdir, uri=uri, backend=name, gallery=gallery,
+                                               quick=args.quick, cores=cores)
+                latency[name]["run"] = run
+            results["latency"] = latency
             save(args, results)
         if "ingest" in only:
             from bench import ingest_speed
 
+            run = stamp()
             results["ingest"] = ingest_speed.run(workdir, uri=lite_uri,
                                                  count=args.ingest_photos or (16 if args.quick else 512),
                                                  repeats=repeats)
+            results["ingest"]["run"] = run
             save(args, results)
     finally:
         stop_server(lite_dir)

@@ -30,7 +30,11 @@ def prepare_gallery(uri: str, collection: str, model_dir: Path, size: int, workd
     client = MilvusClient(uri, timeout=600)
     store = VectorStore(client, collection, lite=str(client.get_server_version()).startswith("milvus_lite"),
                         timeout=600)
-    if store.resolve() is not None and store.count() == size:
+    existing = store.resolve()
+    if existing is not None and store.count() == size:
+        # Loaded, with its index built: Milvus Lite rebuilds it after a restart,
+        # and a build in the background would take CPU from every measure.
+        store.wait_for_index(existing, serving=False, timeout=3600)
         return
     physical = store.create_collection(ModelStamp(encoder.name, encoder.fingerprint, encoder.dim))
     base, _ = search_scale.centres(workdir, quick=size < 10_000)
