@@ -29,3 +29,17 @@ def test_the_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     for heading in ("## 1. Encoder throughput", "## 2. Query latency", "## 3. Search scaling",
                     "## 4. Ingest throughput"):
         assert heading in markdown
+
+    # Re-measuring one section keeps the others and says how it was measured.
+    again = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--update", "--only", "ingest",
+         "--ingest-photos", "8", "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    updated = json.loads((tmp_path / "report.json").read_text())
+    assert updated["command"] == report["command"] and updated["encoder"] == report["encoder"]
+    assert "--update --only ingest" in updated["ingest"]["run"]["command"]
+    assert updated["ingest"]["run"] != report["ingest"]["run"]
+    assert "Measured by `python -m bench --quick --update --only ingest" in (
+        tmp_path / "report.md").read_text()
