@@ -9,7 +9,7 @@ and cgroup limit) and the model's size on disk, unless overridden:
   a GPU: a second would only queue on the same device.
 - ``threads``: 4 per worker (gthread), so thumbnails, pages and uploads are
   served while a search runs. The model itself runs on each worker's main
-  thread (app/gunicorn_worker.py): 25 instead of 37 ms per search on 2 cores.
+  thread (app/gunicorn_worker.py): embed 27 instead of 39 ms on 2 cores.
 - torch threads per worker: usable cores / workers, passed to the app as
   ``LOOKALIKE_THREADS`` unless that is set, so workers do not oversubscribe.
 

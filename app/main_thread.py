@@ -1,8 +1,9 @@
 """Model calls run on the process's main thread when a server hands it over.
 
-Measured on a 2-core server (``python -m bench.thread_penalty``, BENCHMARKS.md):
-the same ViT-S/14 embed with 2 torch threads takes 25 ms from the main thread
-and 40 ms from any other thread. The cause is libgomp, torch's OpenMP runtime:
+Measured on a 2-core server (``python -m bench.thread_penalty``, README
+"Benchmarks"): the same ViT-S/14 embed with 2 torch threads took 26.8 ms on the
+main thread, 39.1 ms on another thread, and 40.6 ms on the main thread while
+one other live thread held an OpenMP pool. The cause is libgomp, torch's OpenMP runtime:
 every thread that starts a parallel region keeps its own pool of OpenMP
 threads, and once a process holds more such threads than it has CPUs, libgomp
 stops spinning between regions and puts its threads to sleep, so each of the
