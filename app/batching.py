@@ -61,7 +61,8 @@ class Coalescer:
             self._busy = True
             batch = self._take(request)
         try:
-            merged = batch[0].pixels if len(batch) == 1 else np.concatenate([r.pixels for r in batch])
+            pixels = [r.pixels for r in batch]
+            merged = pixels[0] if len(pixels) == 1 else np.concatenate(pixels)
             output, error = self._model(merged), None
         except BaseException as exc:  # noqa: BLE001 - re-raised in every caller of the batch
             output, error = None, exc

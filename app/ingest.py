@@ -150,7 +150,7 @@ class Ingestor:
         if chunk:
             yield self._prepare(chunk, seen, each)
 
-    def _prepare(self, chunk: list[Source], seen: set[str], each: _Map = map) -> _Batch:
+    def _prepare(self, chunk: list[Source], seen: set[str], each: _Map) -> _Batch:
         """One batch: sources read in order, then each new image made ready by ``each``
         (``map``, or a thread pool's)."""
         preprocess = self.encoder.preprocess

@@ -113,10 +113,6 @@ class Preprocess:
         shift = torch.tensor(self.mean).view(1, 3, 1, 1) / self.rescale
         return (batch - shift) / scale
 
-    def geometry(self, image: Image.Image) -> Image.Image:
-        """Resize and crop one RGB image (the pixel-space half of the recipe)."""
-        return self._crop(self.resize(image))
-
     def resize(self, image: Image.Image) -> Image.Image:
         """The recipe's resize; the image as it is for a fallback processor."""
         if self.fallback is not None:

@@ -3,9 +3,10 @@
 Both backends hold the same two kinds of object, named by content hash:
 ``images/<sha256>.<ext>`` for originals and ``thumbs/<sha256>.jpg`` for
 thumbnails (``thumbs/<sha256>.webp`` in galleries made before thumbnails were
-JPEG: still served, and replaced by ``flask gallery check --repair``). Every name is checked against exactly those two patterns before it
-touches a folder or a bucket, so nothing taken from a request (``../``, NUL,
-absolute paths) can ever reach the filesystem or another object.
+JPEG: still served, and replaced by ``flask gallery check --repair``). Every
+name is checked against exactly those two patterns before it touches a folder
+or a bucket, so nothing taken from a request (``../``, NUL, absolute paths) can
+ever reach the filesystem or another object.
 
 Backend failures become :class:`StorageUnavailable` with a message that names
 the store but never its credentials; a missing object is :class:`NotFound`.

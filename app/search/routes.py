@@ -48,7 +48,8 @@ def search_key() -> str:
 def _results(result: SearchResult, k: int) -> str:
     preview = ""
     if result.query.thumbnail:
-        preview = f"data:{imaging.THUMB_MIME};base64," + base64.b64encode(result.query.thumbnail).decode()
+        encoded = base64.b64encode(result.query.thumbnail).decode()
+        preview = f"data:{imaging.THUMB_MIME};base64,{encoded}"
     return render_template("search/results.html", result=result, preview=preview, k=k,
                            form=SearchForm(k=str(k)))
 
