@@ -18,7 +18,7 @@ from pymilvus import MilvusClient
 from app.encoder import Encoder
 from app.vectors import ModelStamp, VectorStore
 from bench import search_scale
-from bench.common import percentile
+from bench.common import cpu_s, machine_cpu_s, percentile
 from bench.data import photo_files
 from bench.models import VIT_S14, model_dirs
 from bench.serving import Server, search, serve
@@ -143,12 +143,22 @@ def concurrency(server: Server, images: list[bytes], clients: int, per_client: i
                     embeds.append(body["timings_ms"]["embed"])
 
     threads = [threading.Thread(target=client, args=(n * 7,)) for n in range(clients)]
+    workers = server.workers()
+    cpu_before = (sum(cpu_s(pid) for pid in workers), time.process_time(), *machine_cpu_s())
     start = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start
+    cpu_after = (sum(cpu_s(pid) for pid in workers), time.process_time(), *machine_cpu_s())
+    worker_s, client_s, busy_s, idle_s = (b - a for a, b in zip(cpu_before, cpu_after, strict=True))
+    per_request = 1000 / max(1, len(latencies))
     return {"requests": len(latencies), "errors": len(errors), "requests_per_s": len(latencies) / elapsed,
             "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
-            "embed_p50_ms": percentile(embeds, 50)}
+            "embed_p50_ms": percentile(embeds, 50),
+            # Where the machine's CPU went, per request: the gunicorn workers, this
+            # load client, everything else (the Milvus server), and cores left idle.
+            "cpu_ms_per_request": {"workers": worker_s * per_request, "client": client_s * per_request,
+                                   "other": max(0.0, busy_s - worker_s - client_s) * per_request,
+                                   "idle": idle_s * per_request}}
