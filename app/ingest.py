@@ -8,11 +8,12 @@ only thing the pipeline waits for. Where the model takes every core (the CPU
 default), preparing alongside it would only take cores from it, and slow it
 more than the work saved: every parallel region of the model waits for its
 slowest thread. There the two alternate, and a batch is prepared by one thread
-per core while the model is idle. Measured on 2 cores (ViT-S/14, 512 photos):
-see BENCHMARKS.md. Originals and
-thumbnails are written before their vector: an interrupted run leaves at most
-objects without vectors, which a rerun completes (puts are idempotent, rows are
-keyed by content hash). Memory stays flat: at most two batches are in flight.
+per core while the model is idle (measured on 2 cores: BENCHMARKS.md, ingest).
+
+Originals and thumbnails are written before their vector: an interrupted run
+leaves at most objects without vectors, which a rerun completes (puts are
+idempotent, rows are keyed by content hash). Memory stays flat: at most two
+batches are in flight.
 """
 
 from __future__ import annotations
