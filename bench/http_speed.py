@@ -21,7 +21,7 @@ from bench import search_scale
 from bench.common import cpu_s, machine_cpu_s, percentile
 from bench.data import photo_files
 from bench.models import VIT_S14, model_dirs
-from bench.serving import Server, search, serve
+from bench.serving import Server, behind_nginx, search, serve
 
 
 def prepare_gallery(uri: str, collection: str, model_dir: Path, size: int, workdir: Path) -> None:
@@ -60,7 +60,13 @@ def run(workdir: Path, *, uri: str, backend: str, gallery: int, quick: bool, cor
     server = serve(env, workers=1, threads=4, torch_threads=cores, log=workdir / "gunicorn-latency.log")
     try:
         out["startup"] = {"ready_s": server.ready_s, "worker_rss_mb": server.worker_rss_mb()}
-        out["latency"] = latency(server, images, 5 if quick else 100)
+        with behind_nginx(server, workdir / "nginx") as nginx:
+            paths = {"gunicorn": server.port}
+            if isinstance(nginx, int):
+                paths["nginx"] = nginx
+            measured = latency(paths, images, 5 if quick else 100)
+        out["latency"] = measured["gunicorn"]
+        out["latency_nginx"] = measured.get("nginx", {"skipped": nginx})
     finally:
         server.stop()
     # Concurrency: one worker per core, one torch thread each.
@@ -107,20 +113,29 @@ def single_image_encode_s(model_dir: Path, images: list[bytes], reps: int = 40) 
         torch.set_num_threads(threads)
 
 
-def latency(server: Server, images: list[bytes], count: int) -> dict[str, Any]:
-    search(server.port, images[0])  # warm
-    parts: dict[str, list[float]] = {"decode": [], "embed": [], "search": [], "rest": [], "total": []}
+def latency(paths: dict[str, int], images: list[bytes], count: int) -> dict[str, dict[str, Any]]:
+    """Uploads one at a time to each port in turn (gunicorn, nginx), so every path is
+    measured in the same minutes; the server's own timings split each answer."""
+    timed = ("decode", "embed", "search")  # the server's own timings
+    parts = {name: {part: list[float]() for part in (*timed, "rest", "total")} for name in paths}
+    for port in paths.values():
+        search(port, images[0])  # warm
     for i in range(count):
-        status, wall, body = search(server.port, images[i % len(images)])
-        if status != 200:
-            raise RuntimeError(f"search answered {status}: {body}")
-        timings = body["timings_ms"]
-        parts["decode"].append(timings["decode"])
-        parts["embed"].append(timings["embed"])
-        parts["search"].append(timings["search"])
-        parts["rest"].append(wall - timings["decode"] - timings["embed"] - timings["search"])
-        parts["total"].append(wall)
-    out = {f"{k}_ms": {"p50": percentile(v, 50), "p95": percentile(v, 95)} for k, v in parts.items()}
+        for name, port in paths.items():
+            status, wall, body = search(port, images[i % len(images)])
+            if status != 200:
+                raise RuntimeError(f"search through {name} answered {status}: {body}")
+            timings = body["timings_ms"]
+            for part in timed:
+                parts[name][part].append(timings[part])
+            parts[name]["rest"].append(wall - sum(timings[part] for part in timed))
+            parts[name]["total"].append(wall)
+    return {name: _latency_summary(path) for name, path in parts.items()}
+
+
+def _latency_summary(parts: dict[str, list[float]]) -> dict[str, Any]:
+    out: dict[str, Any] = {f"{k}_ms": {"p50": percentile(v, 50), "p95": percentile(v, 95)}
+                           for k, v in parts.items()}
     total = sum(parts["total"])
     out["non_model_fraction"] = (total - sum(parts["embed"])) / total
     return out

@@ -151,6 +151,10 @@ def latency(runs: dict[str, Any]) -> list[str]:
            "gunicorn serving the app (ViT-S/14, DINOv2-small's architecture, random weights), HTTP multipart "
            "upload to JSON answer over loopback. decode/embed/search are the server's own timings; "
            "*rest* is the client's wall time minus those three (HTTP, parsing, JSON, Python). "
+           "The *nginx* columns send the same uploads through nginx with the production "
+           "template (`nginx/lookalike.conf.template`) in front of the same gunicorn, alternating "
+           "request by request with the direct ones; nginx reads the whole upload before it "
+           "passes it on. "
            "The CPU split of the concurrency runs is read from /proc for the gunicorn workers and the "
            "load client; *other processes* is the rest of the machine's busy time (chiefly the Milvus "
            "server, or the Milvus Lite server; hypervisor steal included), and *idle* the cores' idle time, all per request.", ""]
@@ -158,12 +162,7 @@ def latency(runs: dict[str, Any]) -> list[str]:
         lat = r["latency"]
         out += [f"### {backend} backend, gallery of {r['gallery']:,} vectors", "",
                 *measured_by(r.get("run")),
-                "| part | p50 ms | p95 ms |", "|---|---|---|"]
-        for part in ("decode", "embed", "search", "rest", "total"):
-            out.append(f"| {part} | {lat[part + '_ms']['p50']:.1f} | {lat[part + '_ms']['p95']:.1f} |")
-        frac = lat["non_model_fraction"]
-        out += ["", f"- Non-model share of the total (everything but embed): {frac:.3f}; target ≤ "
-                f"{TARGETS['non_model']} → {verdict(frac <= TARGETS['non_model'])}.",
+                *_latency_table(lat, r.get("latency_nginx")),
                 f"- Worker startup (spawn to ready, model loaded): {r['startup']['ready_s']:.1f} s; resident memory "
                 f"per worker: {', '.join(f'{x:.0f} MB' for x in r['startup']['worker_rss_mb'])}.", "",
                 f"Concurrency: {r['concurrency_setup']['workers']} workers × {r['concurrency_setup']['threads']} threads, "
@@ -178,6 +177,28 @@ def latency(runs: dict[str, Any]) -> list[str]:
                 f"target {r['concurrency_target']:.2f} requests/s): ratio {r['concurrency_ratio']:.2f} of cores/encode "
                 f"→ {verdict(r['concurrency_ratio'] >= TARGETS['concurrency_ratio'])}.",
                 *_cpu_budget(r), ""]
+    return out
+
+
+def _latency_table(direct: dict[str, Any], nginx: dict[str, Any] | None) -> list[str]:
+    """Direct to gunicorn, and through nginx where it was measured (alternating requests)."""
+    paths = {"gunicorn": direct, **({"nginx": nginx} if nginx and "total_ms" in nginx else {})}
+    labels = {"gunicorn": "direct to gunicorn", "nginx": "through nginx"}
+    head = " | ".join(f"{labels[name]}: p50 ms | p95 ms" for name in paths)
+    out = [f"| part | {head} |", "|---" * (1 + 2 * len(paths)) + "|"]
+    for part in ("decode", "embed", "search", "rest", "total"):
+        cells = " | ".join(f"{lat[part + '_ms']['p50']:.1f} | {lat[part + '_ms']['p95']:.1f}"
+                           for lat in paths.values())
+        out.append(f"| {part} | {cells} |")
+    out.append("")
+    for name, lat in paths.items():
+        frac = lat["non_model_fraction"]
+        out.append(f"- Non-model share of the total (everything but embed), {labels[name]}: "
+                   f"{frac:.3f}; "
+                   f"target ≤ {TARGETS['non_model']} → {verdict(frac <= TARGETS['non_model'])}.")
+    if "nginx" not in paths:
+        reason = (nginx or {}).get("skipped", "not measured in this run")
+        out.append(f"- Through nginx: not measured ({reason}).")
     return out
 
 

@@ -1,11 +1,13 @@
 """A real gunicorn serving the app, and an HTTP client that uploads like a browser.
 
 Used by the latency, concurrency and startup suites: the app runs exactly as
-deployed (gunicorn, lazy services, readiness through /api/health).
+deployed (gunicorn, lazy services, readiness through /api/health), and behind
+nginx with the production template where nginx is installed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import io
@@ -15,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +73,28 @@ def serve(env: dict[str, str], *, workers: int, threads: int, torch_threads: int
             time.sleep(0.2)
     server.ready_s = time.perf_counter() - started
     return server
+
+
+@contextlib.contextmanager
+def behind_nginx(server: Server, prefix: Path) -> Iterator[int | str]:
+    """nginx with ``nginx/lookalike.conf.template`` in front of ``server``: its port.
+
+    Yields the reason instead where nginx is not installed. The harness is the
+    one the deployment tests run (``tests/servers.py``), so the bench measures
+    the configuration those tests check.
+    """
+    from tests.servers import Nginx, nginx_executable
+
+    executable = nginx_executable()
+    if executable is None:
+        yield "nginx is not installed (apt-get install -y --no-install-recommends nginx)"
+        return
+    proxy = Nginx(executable, prefix, upstream=f"127.0.0.1:{server.port}")
+    proxy.start()
+    try:
+        yield proxy.port
+    finally:
+        proxy.stop()
 
 
 def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import nginx_executable
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -27,10 +29,17 @@ def test_the_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     eight_clients = report["latency"]["lite"]["concurrency"]["8"]
     assert eight_clients["errors"] == 0
     assert eight_clients["cpu_ms_per_request"]["workers"] > 0  # the workers encoded the uploads
+    through_nginx = report["latency"]["lite"]["latency_nginx"]
+    if nginx_executable() is None:
+        assert "nginx is not installed" in through_nginx["skipped"]
+    else:  # the same uploads went through nginx and were answered by the app
+        assert through_nginx["embed_ms"]["p50"] > 0
+        assert through_nginx["total_ms"]["p50"] > through_nginx["embed_ms"]["p50"]
     markdown = (tmp_path / "report.md").read_text()
     for heading in ("## 1. Encoder throughput", "## 2. Query latency", "## 3. Search scaling",
                     "## 4. Ingest throughput"):
         assert heading in markdown
+    assert ("through nginx: p50 ms" in markdown) == (nginx_executable() is not None)
 
     # Re-measuring one section keeps the others and says how it was measured.
     again = subprocess.run(
