@@ -285,6 +285,18 @@ with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
 os.execv(sys.argv[1], sys.argv[1:])
 """
 UNPACK = "import sys, milvus; milvus._initialize_data_files(sys.argv[1])"
+# The embedded etcd's peer port: milvus-server picks free ports for everything
+# else, but not this one, and with it taken the wrapper waits forever.
+ETCD_PEER_PORT = 2380
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
 
 
 def milvus_executable() -> str | None:
@@ -387,6 +399,11 @@ class MilvusStandalone:
 
     def start(self, timeout: float = 180.0, *, port: int = 0) -> None:
         """Start the server; ``port`` (say, the one of a previous start) or a free one."""
+        if not self.isolated and not port_is_free(ETCD_PEER_PORT):
+            raise RuntimeError(
+                f"Port {ETCD_PEER_PORT} (the embedded etcd's peer port, which milvus-server "
+                "cannot move) is taken, most likely by another milvus-server on this host. "
+                "Stop it, or run the tests in their own network namespace (.ci/run).")
         data = self.root / "data"
         data.mkdir(parents=True, exist_ok=True)
         binaries = self._unpacked_binaries()

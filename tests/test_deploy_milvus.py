@@ -9,13 +9,20 @@ server started by ``tests.servers.milvus_server``.
 from __future__ import annotations
 
 import inspect
+import socket
+from pathlib import Path
 
 import pytest
 from pymilvus import MilvusClient
 
 from app.vectors import VectorStore
 from tests import test_vectors
-from tests.servers import milvus_server  # noqa: F401  (fixture)
+from tests.servers import (
+    ETCD_PEER_PORT,
+    MilvusStandalone,
+    milvus_server,  # noqa: F401  (fixture)
+    port_is_free,
+)
 from tests.test_search import (  # noqa: F401  (collected here again, against the server)
     add_gallery,
     test_every_gallery_image_finds_itself_first,
@@ -61,3 +68,18 @@ def test_index_status_reports_a_finished_hnsw_index(runner, gallery_dir) -> None
     result = runner.invoke(args=["index", "status"])
     assert result.exit_code == 0, result.output
     assert "HNSW COSINE" in result.output and "index state: finished" in result.output
+
+
+def test_a_taken_etcd_peer_port_is_reported_at_once(tmp_path: Path) -> None:
+    """Outside a private network namespace, a second milvus-server would hang on it."""
+    blocker = socket.socket()
+    if port_is_free(ETCD_PEER_PORT):
+        blocker.bind(("127.0.0.1", ETCD_PEER_PORT))
+        blocker.listen()
+    server = MilvusStandalone("/nonexistent/milvus-server", tmp_path, isolate=False)
+    try:
+        with pytest.raises(RuntimeError, match="Port 2380"):
+            server.start(timeout=5)
+        assert server.process is None  # refused before anything was started
+    finally:
+        blocker.close()
