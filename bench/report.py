@@ -171,7 +171,7 @@ def latency(runs: dict[str, Any]) -> list[str]:
                 "· load client · other processes · idle |", "|---|---|---|---|---|---|---|"]
         for clients, c in r["concurrency"].items():
             out.append(f"| {clients} | {c['requests']} | {c['errors']} | {c['requests_per_s']:.2f} | "
-                       f"{c['p50_ms']:.0f} | {c['p95_ms']:.0f} | {_cpu_split(c)} |")
+                       f"{c['p50_ms']:.0f} | {c['p95_ms']:.0f} | {_cpu_split(c.get('cpu_ms_per_request'))} |")
         out += ["", f"- Target: throughput at 8 clients ≥ 0.9 × cores / single-image encode time "
                 f"(encode {r['single_image_encode_ms']:.1f} ms: one photo, preprocess + model, one torch thread, measured by the bench process; "
                 f"target {r['concurrency_target']:.2f} requests/s): ratio {r['concurrency_ratio']:.2f} of cores/encode "
@@ -209,14 +209,13 @@ def _cpu_budget(r: dict[str, Any]) -> list[str]:
         return []
     budget = r["single_image_encode_ms"] / TARGETS["concurrency_ratio"]
     return [f"- CPU per request at 8 clients, all cores together: {sum(split.values()):.1f} ms "
-            f"({_cpu_split({'cpu_ms_per_request': split})}: workers · load client · other processes · "
+            f"({_cpu_split(split)}: workers · load client · other processes · "
             f"idle); the target allows {budget:.1f} ms, of which the encode alone takes "
             f"{r['single_image_encode_ms']:.1f}."]
 
 
-def _cpu_split(c: dict[str, Any]) -> str:
-    split = c.get("cpu_ms_per_request")  # absent in reports written before it was measured
-    if not split:
+def _cpu_split(split: dict[str, float] | None) -> str:
+    if not split:  # absent in reports written before it was measured
         return "not measured"
     return " · ".join(f"{split[part]:.1f}" for part in ("workers", "client", "other", "idle"))
 
