@@ -143,7 +143,7 @@ wsgi_app = "wsgi:app"
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000").split(",")
 workers = PLAN["workers"]
 threads = PLAN["threads"]
-worker_class = "app.gunicorn_worker.MainThreadModelWorker"
+worker_class = "app.model.gunicorn_worker.MainThreadModelWorker"
 preload_app = False
 # A search is one model call: seconds at most on a slow CPU. gthread workers
 # heartbeat from their main loop, so a slow request does not trip this.

@@ -49,8 +49,7 @@ def register_extensions(app: Flask) -> None:
     from flask_wtf.csrf import CSRFProtect
 
     from app import extensions
-
-    from app import assets, proxy, security
+    from app.web import assets, proxy, security
 
     csrf = CSRFProtect(app)
     app.extensions["lookalike.csrf"] = csrf

@@ -43,7 +43,7 @@ def handle_domain_error(error: LookalikeError) -> tuple[Response | str, int]:
     if isinstance(error, VectorStoreUnavailable):
         # Reconnect on the next request: a restarted server (or a restarted
         # local Lite server on a new port) is then picked up without a restart.
-        current_app.extensions["lookalike.vectors"].reset()
+        current_app.extensions["lookalike.serving"].reset()
     if isinstance(error, ServiceUnavailable):
         log.warning("%s: %s", error.title, error.message)
     return respond(error.status, error.title, error.message)

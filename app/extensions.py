@@ -7,7 +7,7 @@ the one that built it, and does not cache a failure, so a service that was down
 is retried on the next request.
 
 ``encoder()`` and ``vectors()`` come from one per-request snapshot of
-``app.jobs.serving.Serving``: the collection the serving alias points to and
+``app.serving.Serving``: the collection the serving alias points to and
 the model that built it (which after a reindex may differ from
 ``LOOKALIKE_MODEL`` until workers notice the switch, within seconds).
 """
@@ -23,10 +23,12 @@ from typing import Any, Generic, TypeVar
 
 from flask import Flask, current_app, g
 
-from app.encoder import Encoder
-from app.jobs.serving import EncoderPool, Serving, Snapshot
-from app.storage import ImageStore, open_store
-from app.vectors import IndexParams, ModelStamp, VectorStore
+from app.gallery.storage import ImageStore, open_store
+from app.model.encoder import Encoder
+from app.model.pool import EncoderPool
+from app.serving import Serving, Snapshot
+from app.vectors.connect import connect_milvus
+from app.vectors.store import VectorStore
 
 T = TypeVar("T")
 
@@ -57,20 +59,13 @@ class Lazy(Generic[T]):
             self._value = None
 
 
-CONNECT_ATTEMPTS = 3
-LITE_GRPC_OPTIONS = {
-    "grpc.keepalive_permit_without_calls": 0,
-    "grpc.keepalive_time_ms": 300_000,
-}
-
-
 def init_app(app: Flask) -> None:
     # The configured model (LOOKALIKE_MODEL): what a reindex encodes with.
     app.extensions["lookalike.encoder"] = Lazy(lambda: build_encoder(app))
     # Models by name, kept across Milvus reconnects (reset() of the Serving below).
     app.extensions["lookalike.encoders"] = Lazy(lambda: build_encoder_pool(app))
     # The Serving (alias follower); reset() reconnects to Milvus.
-    app.extensions["lookalike.vectors"] = Lazy(lambda: build_serving(app))
+    app.extensions["lookalike.serving"] = Lazy(lambda: build_serving(app))
     app.extensions["lookalike.images"] = Lazy(lambda: build_images(app))
 
 
@@ -85,7 +80,7 @@ def vectors() -> VectorStore:
 
 
 def serving() -> Serving:
-    return current_app.extensions["lookalike.vectors"].get()
+    return current_app.extensions["lookalike.serving"].get()
 
 
 def snapshot() -> Snapshot:
@@ -110,73 +105,6 @@ def build_encoder(app: Flask, model: str | None = None) -> Encoder:
         threads=int(cfg["THREADS"]) or None,
         batch_size=int(cfg["BATCH_SIZE"]),
     )
-
-
-def model_stamp(enc: Encoder) -> ModelStamp:
-    return ModelStamp(name=enc.name, fingerprint=enc.fingerprint, dim=enc.dim)
-
-
-def milvus_uri(app: Flask) -> str:
-    """The URI to connect to: a server's, or the shared Lite server of a local path."""
-    from app.lite_server import ensure_server
-
-    uri = str(app.config["MILVUS_URI"] or "")
-    if uri.startswith(("http://", "https://", "tcp://", "grpc://")):
-        return uri
-    path = Path(uri or "milvus.db")
-    if not path.is_absolute():
-        path = Path(app.instance_path) / path
-    return ensure_server(path).uri
-
-
-def connect_milvus(app: Flask) -> VectorStore:
-    """A VectorStore on a fresh client; not yet checked against the encoder."""
-    from pymilvus import MilvusException
-
-    from app.exceptions import VectorStoreUnavailable
-
-    cfg = app.config
-    uri = milvus_uri(app)
-    timeout = float(cfg["MILVUS_TIMEOUT"])
-    token = str(cfg["MILVUS_TOKEN"] or "")
-    for attempt in range(CONNECT_ATTEMPTS):
-        try:
-            client, version = _connect(uri, token, timeout)
-            break
-        except MilvusException as exc:
-            # A busy server (seen: Milvus Lite under load) now and then refuses a new
-            # connection outright; a real outage still fails all attempts, ~0.6 s later.
-            if attempt == CONNECT_ATTEMPTS - 1:
-                raise VectorStoreUnavailable(
-                    f"Milvus at {uri} is unreachable ({exc.message}). Check "
-                    "LOOKALIKE_MILVUS_URI and that the server is running."
-                ) from exc
-            time.sleep(0.2 * (attempt + 1))
-    params = IndexParams(
-        m=int(cfg["HNSW_M"]), ef_construction=int(cfg["HNSW_EF_CONSTRUCTION"]),
-        ef=int(cfg["SEARCH_EF"]),
-    )
-    return VectorStore(client, str(cfg["COLLECTION"]), params=params,
-                       lite=version.startswith("milvus_lite"), timeout=timeout)
-
-
-def _connect(uri: str, token: str, timeout: float) -> tuple[Any, str]:
-    """A client of its own (not pymilvus' per-address shared one) and the server version."""
-    from pymilvus import MilvusClient
-
-    # dedicated: pymilvus otherwise shares one connection among all clients of a
-    # process with the same address, so one broken (or closed) connection would
-    # fail them all at once, and our gRPC options would not apply.
-    client = MilvusClient(uri, token=token, timeout=timeout, dedicated=True)
-    version = str(client.get_server_version(timeout=timeout))
-    if version.startswith("milvus_lite"):
-        # pymilvus pings every 10 s even on idle channels; the Lite server (gRPC's
-        # defaults) answers that with GOAWAY "too_many_pings" and drops the
-        # connection. No pings without calls, and none oftener than gRPC allows.
-        client.close()
-        client = MilvusClient(uri, token=token, timeout=timeout, dedicated=True,
-                              grpc_options=LITE_GRPC_OPTIONS)
-    return client, version
 
 
 def build_encoder_pool(app: Flask) -> EncoderPool:

@@ -43,7 +43,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
-    from app.lite_server import ensure_server, stop_server
+    from app.vectors.lite_server import ensure_server, stop_server
 
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = args.out / "work"

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from app import imaging
-from app.encoder import Encoder, bf16_supported
+from app.gallery import imaging
+from app.model.encoder import Encoder, bf16_supported
 from bench.common import Stat, images_per_second, matmul_gflops
 from bench.data import grocery_split, photo_files
 from bench.models import MOBILENET_V2, flops_per_image, model_dirs

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from pymilvus import MilvusClient
 
-from app.encoder import Encoder
-from app.vectors import ModelStamp, VectorStore
+from app.model.encoder import Encoder
+from app.vectors.records import ModelStamp
+from app.vectors.store import VectorStore
 from bench import search_scale
 from bench.common import cpu_s, machine_cpu_s, percentile
 from bench.data import photo_files
@@ -94,7 +95,7 @@ def single_image_encode_s(model_dir: Path, images: list[bytes], reps: int = 40) 
     ``cores / this`` is what a perfect server would sustain with every core busy
     encoding, so the server's own overheads count against it.
     """
-    from app.imaging import decode
+    from app.gallery.imaging import decode
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -19,12 +19,13 @@ from typing import Any
 
 from pymilvus import MilvusClient
 
-from app import imaging
-from app.encoder import Encoder
-from app.ingest import Ingestor
-from app.sources import collect
-from app.storage import LocalStore
-from app.vectors import ModelStamp, VectorStore
+from app.gallery import imaging
+from app.gallery.ingest import Ingestor
+from app.gallery.sources import collect
+from app.gallery.storage import LocalStore
+from app.model.encoder import Encoder
+from app.vectors.records import ModelStamp
+from app.vectors.store import VectorStore
 from bench.common import ROOT, Stat, rss_mb
 from bench.data import photo_files
 from bench.models import VIT_S14, model_dirs

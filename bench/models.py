@@ -45,8 +45,8 @@ def flops_per_image(model_dir: Path) -> float:
     """Forward FLOPs for one 224 px image, counted by torch (2 per multiply-add)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from app.attention import use_matmul_attention
-    from app.encoder import load_backbone
+    from app.model.attention import use_matmul_attention
+    from app.model.encoder import load_backbone
 
     backbone, preprocess = load_backbone(str(model_dir))
     # Attention as plain matmuls, which the counter sees (it skips the fused SDPA kernel).

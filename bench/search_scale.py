@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from app.vectors import IndexParams, ModelStamp, VectorStore
+from app.vectors.records import IndexParams, ModelStamp
+from app.vectors.store import VectorStore
 from bench.common import percentile
 
 DIM = 384
@@ -37,7 +38,7 @@ def centres(workdir: Path, count: int = 1000, *, quick: bool = False) -> tuple[n
     if MOBILENET_V2 not in models or not rows:
         rng = np.random.default_rng(1)
         return _unit(rng.normal(size=(count, DIM))), "random Gaussian centres (no ../shared data)"
-    from app.encoder import Encoder
+    from app.model.encoder import Encoder
     from bench.encoder_speed import embed_files
 
     encoder = Encoder.from_pretrained(str(models[MOBILENET_V2]))

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from app.encoder import Encoder
+from app.model.encoder import Encoder
 from bench.common import ROOT
 from bench.models import VIT_S14, model_dirs
 

@@ -66,7 +66,7 @@ def photos() -> dict[str, bytes]:
 @pytest.fixture(scope="session")
 def lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One real Milvus Lite server for the session; tests use their own collections."""
-    from app.lite_server import ensure_server, stop_server
+    from app.vectors.lite_server import ensure_server, stop_server
 
     data_dir = tmp_path_factory.mktemp("milvus") / "milvus.db"
     server = ensure_server(data_dir)
@@ -102,7 +102,7 @@ def make_app(tmp_path: Path, tiny_model_dir: Path, lite_server: str, collection_
 
     yield make
     for app in made:  # close gRPC channels: hundreds of idle ones strain the shared server
-        serving = app.extensions["lookalike.vectors"].peek()
+        serving = app.extensions["lookalike.serving"].peek()
         if serving is not None:
             serving.store.client.close()
 

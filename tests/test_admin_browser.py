@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from app.lite_server import _free_port
+from app.vectors.lite_server import _free_port
 from tests.admin_fixtures import jpeg, make_zip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +49,7 @@ pytestmark = [
 @pytest.fixture
 def server(tmp_path: Path, tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     """gunicorn (2 workers) on a free loopback port; yields (base URL, its log path)."""
-    from app.lite_server import stop_server
+    from app.vectors.lite_server import stop_server
 
     port = _free_port()
     instance = tmp_path / "instance"

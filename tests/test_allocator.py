@@ -17,7 +17,7 @@ PROGRAM = """
 import resource, sys
 import numpy as np
 if sys.argv[1] == "tuned":
-    from app.allocator import keep_buffers_mapped
+    from app.model.allocator import keep_buffers_mapped
     assert keep_buffers_mapped()
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -49,7 +49,7 @@ def test_freed_buffers_are_reused_instead_of_faulted_in_again() -> None:
 
 
 def test_an_operator_choice_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app import allocator
+    from app.model import allocator
 
     monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
     assert allocator._apply() is False

@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from app.attention import NAME, use_matmul_attention
-from app.encoder import Encoder, default_batch_size
+from app.model.attention import NAME, use_matmul_attention
+from app.model.encoder import Encoder, default_batch_size
 
 
 @pytest.mark.parametrize("reference", ["sdpa", "eager"])

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import imaging
-from app.batching import Coalescer
+from app.gallery import imaging
+from app.model.batching import Coalescer
 
 
 class GatedModel:
@@ -94,7 +94,7 @@ def test_a_model_error_reaches_every_caller_of_its_batch_and_the_next_call_works
 
 
 def test_concurrent_embeds_equal_sequential_ones(tiny_model_dir: Path, photos) -> None:
-    from app.encoder import Encoder
+    from app.model.encoder import Encoder
 
     encoder = Encoder.from_pretrained(str(tiny_model_dir), bf16=False)
     images = [imaging.decode(data).image for data in photos.values()] * 3

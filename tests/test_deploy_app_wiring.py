@@ -7,8 +7,9 @@ import re
 
 from flask import request, url_for
 
-from app import ROOT, assets, proxy
+from app import ROOT
 from app.readiness import warm_up
+from app.web import assets, proxy
 
 FORWARDED = {"X-Forwarded-For": "203.0.113.9, 127.0.0.1", "X-Forwarded-Proto": "https",
              "X-Forwarded-Host": "images.example.org"}

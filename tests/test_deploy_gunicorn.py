@@ -50,7 +50,7 @@ def conf(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
 def test_gunicorn_reads_the_production_settings() -> None:
     settings = printed_config()
     assert settings["preload_app"] == "False"
-    assert settings["worker_class"] == "app.gunicorn_worker.MainThreadModelWorker"
+    assert settings["worker_class"] == "app.model.gunicorn_worker.MainThreadModelWorker"
     assert settings["control_socket_disable"] == "True"
     assert settings["timeout"] == "120" and settings["graceful_timeout"] == "30"
     assert int(settings["max_requests"]) > 0 and int(settings["max_requests_jitter"]) > 0
@@ -104,7 +104,8 @@ def test_workers_creating_the_first_collection_together_agree_on_one(lite_server
 
     from pymilvus import MilvusClient
 
-    from app.vectors import ModelStamp, VectorStore
+    from app.vectors.records import ModelStamp
+    from app.vectors.store import VectorStore
 
     alias = f"t{uuid.uuid4().hex[:12]}"
     start = threading.Barrier(3)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pymilvus import MilvusClient
 
-from app.vectors import VectorStore
+from app.vectors.store import VectorStore
 from tests import test_vectors
 from tests.servers import (
     ETCD_PEER_PORT,

@@ -54,7 +54,7 @@ def nginx_bin() -> str:
 @pytest.fixture(scope="module")
 def stack(nginx_bin: str, tiny_model_dir: Path, photos: dict[str, bytes],
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from app.lite_server import stop_server
+    from app.vectors.lite_server import stop_server
 
     root = tmp_path_factory.mktemp("stack")
     gallery = root / "gallery"

@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from app import imaging
-from app.encoder import Encoder, bf16_supported
 from app.exceptions import ModelLoadError
-from app.preprocess import Preprocess
-from app.projection import HeadSpec, ProjectionHead, save_head
+from app.gallery import imaging
+from app.model.encoder import Encoder, bf16_supported
+from app.model.preprocess import Preprocess
+from app.model.projection import HeadSpec, ProjectionHead, save_head
 
 
 def rgb(data: bytes) -> Image.Image:
@@ -98,7 +98,7 @@ def test_an_exported_head_is_applied(tiny_model_dir: Path, tmp_path: Path, photo
 
 
 def _raw_features(encoder: Encoder, image: Image.Image) -> torch.Tensor:
-    from app.encoder import pooled_features
+    from app.model.encoder import pooled_features
 
     with torch.no_grad():
         return pooled_features(encoder.backbone(pixel_values=encoder.preprocess([image])))

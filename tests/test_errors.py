@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from app.lite_server import _free_port
+from app.vectors.lite_server import _free_port
 
 
 def upload(client, data: bytes, url: str = "/api/search", **fields):  # type: ignore[no-untyped-def]
@@ -80,7 +80,7 @@ def test_an_unknown_page_is_a_404_page(client) -> None:
 
 
 def test_milvus_down_is_a_503_and_the_app_recovers(make_app, photos, tmp_path) -> None:
-    from app.lite_server import _start
+    from app.vectors.lite_server import _start
 
     port = _free_port()
     client = make_app(MILVUS_URI=f"http://127.0.0.1:{port}", MILVUS_TIMEOUT=3).test_client()

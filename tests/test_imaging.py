@@ -9,8 +9,8 @@ import zlib
 import pytest
 from PIL import Image
 
-from app import imaging
 from app.exceptions import ImageTooLarge, InvalidImage, UnsupportedImage
+from app.gallery import imaging
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:  # type: ignore[no-untyped-def]

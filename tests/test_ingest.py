@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from app.exceptions import StorageUnavailable
-from app.ingest import ADDED, DUPLICATE, REJECTED, Ingestor
-from app.sources import Labels, collect
-from app.storage import original_name, thumb_name
+from app.gallery.ingest import ADDED, DUPLICATE, REJECTED, Ingestor
+from app.gallery.sources import Labels, collect
+from app.gallery.storage import original_name, thumb_name
 from tests.helpers import make_zip
 
 
@@ -135,10 +135,10 @@ def test_a_thumbnail_made_from_the_encoders_resize_matches_one_from_the_original
     import numpy as np
     from PIL import Image
 
-    from app import imaging
-    from app.encoder import Encoder
-    from app.preprocess import Preprocess
-    from app.storage import thumb_name
+    from app.gallery import imaging
+    from app.gallery.storage import thumb_name
+    from app.model.encoder import Encoder
+    from app.model.preprocess import Preprocess
 
     tiny, vectors, images = services
     # The tiny test model resizes to 64 px; DINOv2's recipe (256, crop 224) is the

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pymilvus import MilvusClient
 
-from app.lite_server import ensure_server, running_server, stop_server
+from app.vectors.lite_server import ensure_server, running_server, stop_server
 
 
 def test_a_second_caller_gets_the_same_server_and_a_dead_one_is_replaced(tmp_path: Path) -> None:

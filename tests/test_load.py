@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from werkzeug.security import generate_password_hash
 
-from app.imaging import content_hash
+from app.gallery.imaging import content_hash
 from tests.admin_fixtures import jpeg
 from tests.servers import Gunicorn, Nginx, fetch, multipart, nginx_executable
 
@@ -76,7 +76,7 @@ def percentile(values: list[float], q: float) -> float:
 
 @pytest.mark.slow
 def test_searches_uploads_and_a_reindex_under_load(tiny_model_dir: Path, photos, tmp_path: Path) -> None:
-    from app.lite_server import stop_server
+    from app.vectors.lite_server import stop_server
 
     gallery = tmp_path / "gallery"
     gallery.mkdir()

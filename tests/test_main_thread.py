@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.main_thread import MainThreadRunner, in_passing_thread
+from app.model.main_thread import MainThreadRunner, in_passing_thread
 from tests.s3server import free_port
 from tests.servers import HOST, ROOT, clean_environ, fetch, stop_process, wait_for_port
 
@@ -127,7 +127,7 @@ def test_torch_work_in_a_passing_thread_leaves_no_openmp_pool_behind() -> None:
 
 PROBE = '''
 import threading, time
-from app import main_thread
+from app.model import main_thread
 
 def app(environ, start_response):
     path = environ["PATH_INFO"]
@@ -147,7 +147,7 @@ def probe_server(tmp_path: Path):  # type: ignore[no-untyped-def]
     port = free_port()
     log = tmp_path / "gunicorn.log"
     command = [sys.executable, "-m", "gunicorn", "--pythonpath", str(tmp_path),
-               "-k", "app.gunicorn_worker.MainThreadModelWorker", "--threads", "4",
+               "-k", "app.model.gunicorn_worker.MainThreadModelWorker", "--threads", "4",
                "--workers", "1", "--bind", f"{HOST}:{port}", "--graceful-timeout", "20",
                "--no-control-socket", "probe:app"]
     with log.open("ab") as out:

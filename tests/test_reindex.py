@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from app.gallery.storage import original_name
 from app.jobs import launch
 from app.jobs.state import JobFiles, JobRunning, JobState, acquire, release, try_lock
-from app.storage import original_name
 from tests.admin_fixtures import jpeg, log_in, tiny_model, upload, wait_for_job
 
 pytest_plugins = ["tests.admin_fixtures"]
@@ -229,7 +229,7 @@ def test_a_failure_before_the_switch_leaves_the_old_collection_serving(
     gallery, monkeypatch
 ) -> None:
     from app.exceptions import VectorStoreUnavailable
-    from app.vectors import VectorStore
+    from app.vectors.store import VectorStore
 
     store = store_of(gallery)
     old = store.resolve()

@@ -29,7 +29,7 @@ JOB_TIMEOUT = 240.0  # a job process imports torch: allow for a busy machine
 def embedded(make_app, admin_hash: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     """Apps on the embedded default: Milvus Lite under instance/, served by a local
     Lite server that the app and the job process share."""
-    from app.lite_server import stop_server
+    from app.vectors.lite_server import stop_server
 
     def build(**overrides):  # type: ignore[no-untyped-def]
         return make_app(MILVUS_URI="", ADMIN_PASSWORD_HASH=admin_hash, ALIAS_CHECK_SECONDS=0.2,

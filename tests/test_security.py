@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.security import CONTENT_SECURITY_POLICY, InsecureConfig
+from app.web.security import CONTENT_SECURITY_POLICY, InsecureConfig
 
 
 @pytest.mark.parametrize("url", ["/", "/api/health", "/nowhere", "/static/style.css", "/admin/login"])

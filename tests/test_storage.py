@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from app.exceptions import BadRequest, NotFound, StorageUnavailable
-from app.imaging import content_key
-from app.storage import (
+from app.gallery.imaging import content_key
+from app.gallery.storage import (
     ImageStore,
     LocalStore,
     MinioStore,

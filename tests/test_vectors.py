@@ -7,7 +7,8 @@ import pytest
 from pymilvus import MilvusClient
 
 from app.exceptions import CollectionMismatch, NotFound, VectorStoreUnavailable
-from app.vectors import Entry, ModelStamp, VectorStore
+from app.vectors.records import Entry, ModelStamp
+from app.vectors.store import VectorStore
 
 STAMP = ModelStamp("tiny", "f00d", 8)
 
@@ -94,7 +95,7 @@ def test_info_reports_the_collection(store: VectorStore) -> None:
 
 
 def test_an_unreachable_server_is_a_clear_error() -> None:
-    from app.lite_server import _free_port
+    from app.vectors.lite_server import _free_port
 
     with pytest.raises(Exception) as caught:
         store = VectorStore(MilvusClient(f"http://127.0.0.1:{_free_port()}", timeout=2, dedicated=True),
@@ -107,7 +108,7 @@ def test_a_raw_grpc_failure_is_an_unavailable_index_not_a_500() -> None:
     """pymilvus lets some gRPC errors through unwrapped (a deadline after a server restart)."""
     import grpc
 
-    from app.vectors import milvus_call
+    from app.vectors.calls import milvus_call
 
     class Deadline(grpc.RpcError):
         def code(self) -> grpc.StatusCode:

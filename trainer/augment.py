@@ -1,6 +1,6 @@
 """Training augmentations that end exactly where the app's preprocessing ends.
 
-The eval side is ``app.preprocess.Preprocess`` itself; the train side crops,
+The eval side is ``app.model.preprocess.Preprocess`` itself; the train side crops,
 flips and jitters, then resizes to the same input size and normalises with the
 same mean and std, so the model sees the same value range at both times.
 """
@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from app.preprocess import Preprocess
+from app.model.preprocess import Preprocess
 from trainer.data import load_image
 
 

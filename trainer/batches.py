@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from app.prefetch import prefetch
+from app.gallery.prefetch import prefetch
 from trainer.augment import ImageCache
 from trainer.data import Sample
 from trainer.sampler import PKSampler

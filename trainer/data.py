@@ -19,9 +19,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from app import imaging
 from app.exceptions import BadRequest
-from app.sources import IMAGE_SUFFIXES
+from app.gallery import imaging
+from app.gallery.sources import IMAGE_SUFFIXES
 
 SPLITS = ("train", "val", "query", "gallery")
 QUERY_FRACTION = 0.2  # of each label, for layouts without a query/gallery split

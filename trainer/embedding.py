@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from app.encoder import Encoder
-from app.prefetch import prefetch
+from app.gallery.prefetch import prefetch
+from app.model.encoder import Encoder
 from trainer.data import Sample, load_image
 
 

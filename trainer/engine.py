@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from app.encoder import pooled_features
+from app.model.encoder import pooled_features
 from trainer import checkpoint
 from trainer.batches import AugmentedBatches, CachedBatches, backbone_features
 from trainer.config import TrainConfig

@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 def evaluate_model(model: str, dataset: Dataset, args: argparse.Namespace, *,
                    out: Path | None = None, grid: bool = True) -> dict[str, Any]:
     """Embed query and gallery with the app's encoder; score exact and HNSW rankings."""
-    from app.encoder import Encoder
+    from app.model.encoder import Encoder
     from trainer.embedding import embed_samples
 
     if not dataset.query or not dataset.gallery:

@@ -1,7 +1,7 @@
 """``python -m trainer export``: a run's best checkpoint as a model directory the app loads.
 
 The directory holds the backbone (``save_pretrained``), its image processor, the
-projection head and ``lookalike.json``, in the format ``app.projection`` defines;
+projection head and ``lookalike.json``, in the format ``app.model.projection`` defines;
 ``LOOKALIKE_MODEL=DIR`` makes the app's encoder load all of it.
 """
 
@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.preprocess import Preprocess
-from app.projection import save_head
+from app.model.preprocess import Preprocess
+from app.model.projection import save_head
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def main(args: argparse.Namespace) -> Path:
 
 def export_run(run: Path, out: Path) -> Path:
     """Rebuild the best model of ``run`` and write it to ``out``."""
-    from app.encoder import load_backbone
+    from app.model.encoder import load_backbone
     from trainer import checkpoint
     from trainer.config import TrainConfig
     from trainer.model import EmbeddingModel, add_lora, build_head, feature_dim, merged

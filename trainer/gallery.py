@@ -22,8 +22,9 @@ def download_gallery(data: str, dest: Path | None = None) -> Path:
     """Copy the labelled gallery images to ``dest`` (default: instance/trainer-gallery);
     returns the manifest. ``gallery:NAME`` reads the collection or alias NAME."""
     from app import create_app
-    from app.extensions import connect_milvus, images
-    from app.storage import original_name
+    from app.extensions import images
+    from app.gallery.storage import original_name
+    from app.vectors.connect import connect_milvus
 
     app = create_app()
     with app.app_context():

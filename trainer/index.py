@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.sources import Source
+from app.gallery.sources import Source
 from trainer.data import Dataset, load_dataset
 
 
@@ -65,9 +65,10 @@ def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int 
     """Fill a new collection stamped with ``model``, index it, and move the alias to it."""
     from tqdm import tqdm
 
-    from app.extensions import build_encoder, connect_milvus, images
-    from app.ingest import REJECTED, Ingestor
-    from app.jobs.serving import stamp_of
+    from app.extensions import build_encoder, images
+    from app.gallery.ingest import REJECTED, Ingestor
+    from app.serving import stamp_of
+    from app.vectors.connect import connect_milvus
 
     encoder = build_encoder(app, model)
     vectors = connect_milvus(app)

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from app.encoder import Encoder
-from app.vectors import Entry, IndexParams, ModelStamp, VectorStore
+from app.model.encoder import Encoder
+from app.vectors.records import Entry, IndexParams, ModelStamp
+from app.vectors.store import VectorStore
 from trainer.data import Sample
 
 INSERT_BATCH = 1000

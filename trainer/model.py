@@ -1,7 +1,7 @@
 """The trained model: the app's backbone, a projection head, L2 normalisation.
 
-The backbone is loaded by ``app.encoder.load_backbone`` and its features pooled
-by ``app.encoder.pooled_features``, exactly as the app's encoder does, so what
+The backbone is loaded by ``app.model.encoder.load_backbone`` and its features pooled
+by ``app.model.encoder.pooled_features``, exactly as the app's encoder does, so what
 is trained is what is served. Regimes decide what learns:
 
 - ``head``: only the head; the backbone is frozen.
@@ -20,9 +20,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from app.encoder import pooled_features
-from app.preprocess import Preprocess
-from app.projection import HeadSpec, ProjectionHead
+from app.model.encoder import pooled_features
+from app.model.preprocess import Preprocess
+from app.model.projection import HeadSpec, ProjectionHead
 
 REGIMES = ("head", "partial", "full")
 

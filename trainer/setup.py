@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app.encoder import bf16_supported, load_backbone
-from app.preprocess import Preprocess
+from app.model.encoder import bf16_supported, load_backbone
+from app.model.preprocess import Preprocess
 from trainer import checkpoint
 from trainer.augment import ImageCache, make_train_transform
 from trainer.config import TrainConfig

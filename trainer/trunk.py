@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from app.encoder import pooled_features
+from app.model.encoder import pooled_features
 from trainer.model import blocks_of
 
 

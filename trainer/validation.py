@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from app.encoder import Encoder
+from app.model.encoder import Encoder
 from trainer import metrics
 from trainer.batches import backbone_features
 from trainer.data import load_image

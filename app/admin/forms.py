@@ -7,7 +7,7 @@ from flask_wtf.file import FileRequired
 from wtforms import BooleanField, MultipleFileField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from app.vectors import LABEL_LENGTH
+from app.vectors.records import LABEL_LENGTH
 
 
 class LoginForm(FlaskForm):

@@ -40,7 +40,7 @@ from app.exceptions import BadRequest, NotFound
 from app.extensions import images, serving
 from app.jobs import launch
 from app.jobs.state import JobFiles, JobRunning
-from app.vectors import Entry
+from app.vectors.records import Entry
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -121,7 +121,7 @@ def index() -> str:
     stats = overview(serving, images(), configured_model=str(current_app.config["MODEL"]),
                      files=files)
     if not stats.milvus.ok:  # reconnect next time (a restarted Lite server has a new port)
-        current_app.extensions["lookalike.vectors"].reset()
+        current_app.extensions["lookalike.serving"].reset()
     return render_template("admin/index.html", ov=stats, job=files.read(), action=ActionForm(),
                            log=audit.recent(15))
 

@@ -14,13 +14,14 @@ from typing import Any
 from werkzeug.datastructures import FileStorage
 
 from app.exceptions import BadRequest, LookalikeError, NotFound
-from app.ingest import REJECTED, Ingestor, Outcome, Report
+from app.gallery.ingest import REJECTED, Ingestor, Outcome, Report
+from app.gallery.sources import Source, zip_sources
+from app.gallery.storage import ImageStore, legacy_thumb_name, original_name, thumb_name
 from app.jobs.reindex import rollback_target
-from app.jobs.serving import Serving
 from app.jobs.state import JobFiles, JobState, gallery_writes
-from app.sources import Source, zip_sources
-from app.storage import ImageStore, legacy_thumb_name, original_name, thumb_name
-from app.vectors import Entry, VectorStore
+from app.serving import Serving
+from app.vectors.records import Entry
+from app.vectors.store import VectorStore
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ import torch
 from flask import Blueprint, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 
-from app.encoder import Encoder
 from app.exceptions import BadRequest, LookalikeError, ModelLoadError
 from app.extensions import encoder, images, vectors
+from app.model.encoder import Encoder
 from app.search.service import SearchResult, find_similar, find_similar_to_key, parse_k
 
 bp = Blueprint("api", __name__)
@@ -51,7 +51,7 @@ def health() -> ResponseReturnValue:
         report["milvus"] = {"mode": "lite" if store.lite else "server", "reachable": True,
                             "collection": store.alias, "gallery_size": store.count()}
     except LookalikeError as exc:
-        current_app.extensions["lookalike.vectors"].reset()
+        current_app.extensions["lookalike.serving"].reset()
         report["milvus"] = {"reachable": False, "error": exc.message}
     try:
         image_store = images()

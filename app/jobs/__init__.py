@@ -3,6 +3,5 @@
 ``state`` holds the job's progress file and the locks that every process (web
 workers, CLI commands, the job itself) agrees on; ``reindex`` re-encodes the
 gallery into a new collection and switches to it; ``launch`` starts that as a
-detached process from the web app; ``serving`` lets each web worker follow the
-alias, and the model that built its collection, across a switch.
+detached process from the web app.
 """

@@ -17,8 +17,8 @@ import logging
 import os
 import secrets
 import subprocess
-import threading
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -84,7 +84,8 @@ def run_here(
 ) -> JobState:
     """Run a job in this process (the CLI, or the child ``start`` made). Needs an app context."""
     from app import audit
-    from app.extensions import build_encoder, connect_milvus, images
+    from app.extensions import build_encoder, images
+    from app.vectors.connect import connect_milvus
 
     files = JobFiles(app.instance_path)
     fd, state = _take_lock(app, files, kind, user=user, lock_fd=lock_fd, job_id=job_id)

@@ -30,15 +30,16 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from app import imaging
-from app.encoder import Encoder
 from app.exceptions import BadRequest, LookalikeError, NotFound
-from app.ingest import REJECTED, Ingestor, Outcome
-from app.jobs.serving import stamp_of
+from app.gallery import imaging
+from app.gallery.ingest import REJECTED, Ingestor, Outcome
+from app.gallery.sources import Source
+from app.gallery.storage import ImageStore, original_name
 from app.jobs.state import MAX_REASONS, JobFiles, JobState, gallery_frozen
-from app.sources import Source
-from app.storage import ImageStore, original_name
-from app.vectors import Entry, VectorStore
+from app.model.encoder import Encoder
+from app.serving import stamp_of
+from app.vectors.records import Entry
+from app.vectors.store import VectorStore
 
 log = logging.getLogger(__name__)
 

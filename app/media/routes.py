@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from app import imaging
 from app.exceptions import NotFound
 from app.extensions import images
-from app.storage import legacy_thumb_name, original_name, thumb_name
+from app.gallery import imaging
+from app.gallery.storage import legacy_thumb_name, original_name, thumb_name
 
 bp = Blueprint("media", __name__)
 

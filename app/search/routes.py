@@ -6,9 +6,9 @@ import base64
 
 from flask import Blueprint, current_app, render_template, request
 
-from app import imaging
 from app.exceptions import BadRequest, ServiceUnavailable
 from app.extensions import encoder, vectors
+from app.gallery import imaging
 from app.search.forms import SearchForm
 from app.search.service import SearchResult, find_similar, find_similar_to_key, parse_k
 
@@ -59,5 +59,5 @@ def _gallery_size() -> tuple[int | None, str]:
     try:
         return vectors().count(), ""
     except ServiceUnavailable as exc:
-        current_app.extensions["lookalike.vectors"].reset()
+        current_app.extensions["lookalike.serving"].reset()
         return None, exc.message

@@ -10,10 +10,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from app import imaging
-from app.encoder import Encoder
 from app.exceptions import BadRequest, NotFound
-from app.vectors import Hit, VectorStore
+from app.gallery import imaging
+from app.model.encoder import Encoder
+from app.vectors.records import Hit
+from app.vectors.store import VectorStore
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from app.encoder import Encoder, load_backbone
-from app.projection import read_manifest
+from app.model.encoder import Encoder, load_backbone
+from app.model.projection import read_manifest
 from trainer import checkpoint
 from trainer.config import TrainConfig
 from trainer.data import load_dataset, load_image

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.extensions import connect_milvus
+from app.vectors.connect import connect_milvus
 from trainer.data import load_dataset
 from trainer.export import export_run
 from trainer.index import build_index, gallery_sources
@@ -41,8 +41,8 @@ def test_index_can_leave_the_alias_alone(make_app, tiny_run: Path, colour_folder
 
 
 def _vector_of(app, model: str, source):  # type: ignore[no-untyped-def]
-    from app import imaging
     from app.extensions import build_encoder
+    from app.gallery import imaging
 
     return build_encoder(app, model).embed([imaging.decode(source.read()).image])[0]
 

@@ -49,7 +49,7 @@ def test_training_lowers_the_loss_on_a_tiny_separable_set(tiny_model_dir: Path,
 
     import numpy as np
 
-    from app.encoder import load_backbone
+    from app.model.encoder import load_backbone
     from trainer.data import load_dataset, load_image
     from trainer.model import EmbeddingModel, apply_regime, build_head, feature_dim
 

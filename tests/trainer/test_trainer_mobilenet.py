@@ -33,7 +33,7 @@ def grocery_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_partial_mobilenet_run_keeps_its_folded_batch_norms_and_exports_exactly(
     mobilenet_dir: Path, grocery_csv: Path, tmp_path: Path
 ) -> None:
-    from app.encoder import Encoder, load_backbone
+    from app.model.encoder import Encoder, load_backbone
     from trainer import checkpoint
     from trainer.config import TrainConfig
     from trainer.data import load_dataset, load_image

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.encoder import load_backbone
+from app.model.encoder import load_backbone
 from trainer.model import EmbeddingModel, apply_regime, blocks_of, build_head, set_train_mode
 
 

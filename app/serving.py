@@ -24,9 +24,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.encoder import Encoder
 from app.exceptions import CollectionMismatch, ModelLoadError
-from app.vectors import ModelStamp, VectorStore
+from app.model.encoder import Encoder
+from app.model.pool import EncoderPool
+from app.vectors.records import ModelStamp
+from app.vectors.store import VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -43,27 +45,6 @@ class Snapshot:
 
 def stamp_of(encoder: Encoder) -> ModelStamp:
     return ModelStamp(name=encoder.name, fingerprint=encoder.fingerprint, dim=encoder.dim)
-
-
-class EncoderPool:
-    """Encoders by model name, loaded once per process; only those in use are kept."""
-
-    def __init__(self, load: Callable[[str], Encoder]) -> None:
-        self._load = load
-        self._loaded: dict[str, Encoder] = {}
-        self._lock = threading.Lock()
-
-    def get(self, name: str) -> Encoder:
-        with self._lock:
-            if name not in self._loaded:
-                self._loaded[name] = self._load(name)
-            return self._loaded[name]
-
-    def keep(self, names: set[str]) -> None:
-        """Forget the others (requests still using one hold their own reference)."""
-        with self._lock:
-            for name in set(self._loaded) - names:
-                del self._loaded[name]
 
 
 class Serving:

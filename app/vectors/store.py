@@ -17,16 +17,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import grpc
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
-from app.exceptions import CollectionMismatch, NotFound, VectorStoreUnavailable
+from app.exceptions import CollectionMismatch, NotFound
+from app.vectors.calls import milvus_call
+from app.vectors.records import (
+    ID_LENGTH,
+    KEY_LENGTH,
+    LABEL_LENGTH,
+    OUTPUT_FIELDS,
+    CollectionInfo,
+    Entry,
+    Hit,
+    IndexParams,
+    ModelStamp,
+    entry_from_row,
+)
 
-ID_LENGTH = 64  # sha256 hex of the image bytes
-KEY_LENGTH = 128
-LABEL_LENGTH = 512
-OUTPUT_FIELDS = ["key", "label", "metadata"]
 # Reads (search, get, count) do not wait for the server to catch up ("Bounded"),
 # except for a while after this store wrote, when they read "Strong" so that a
 # process sees its own writes. The collections' own level ("Strong") made every
@@ -39,117 +47,6 @@ STAMP_PROPERTY = "lookalike.stamp"
 # Set on a collection once it has served searches: a reindex may roll back to it,
 # while a generation without it is a half-built leftover that can be dropped.
 SERVED_PROPERTY = "lookalike.served"
-
-
-@dataclass(frozen=True)
-class IndexParams:
-    """HNSW build and search parameters (Milvus names: M, efConstruction, ef)."""
-
-    m: int = 16
-    ef_construction: int = 200
-    ef: int = 128
-
-
-@dataclass(frozen=True)
-class ModelStamp:
-    """Which model made a collection's vectors: recorded at creation, checked at use."""
-
-    name: str
-    fingerprint: str
-    dim: int
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One gallery image as a row: content hash, vector, store key, label, metadata."""
-
-    id: str
-    vector: np.ndarray
-    key: str
-    label: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Hit:
-    id: str
-    key: str
-    score: float
-    label: str
-    metadata: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class CollectionInfo:
-    alias: str
-    collection: str
-    stamp: ModelStamp | None
-    created: str
-    rows: int
-    index_type: str
-    metric: str
-    index_params: dict[str, Any]
-    index_state: str  # "finished", "building (n/m rows)", or "background (Milvus Lite)"
-
-
-def milvus_call(what: str) -> Callable:
-    """Turn connection and server failures into VectorStoreUnavailable."""
-
-    def decorate(func: Callable) -> Callable:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                try:
-                    return func(*args, **kwargs)
-                except MilvusException as exc:
-                    store = args[0] if args and isinstance(args[0], VectorStore) else None
-                    if store is None or not _not_loaded(exc):
-                        raise
-                    # Milvus Lite forgets which collections were loaded when its
-                    # server restarts (a server remembers, but an operator may have
-                    # released one): load it again, once, and retry.
-                    target = _released_name(exc) or kwargs.get("collection") or store.alias
-                    store.client.load_collection(target, timeout=store.maintenance_timeout)
-                    return func(*args, **kwargs)
-            except MilvusException as exc:
-                if _is_missing(exc):
-                    raise
-                raise VectorStoreUnavailable(
-                    f"The search index is unavailable ({what} failed: {exc.message}). "
-                    "Try again in a moment."
-                ) from exc
-            except grpc.RpcError as exc:
-                # pymilvus re-raises some gRPC failures as they are (seen: a deadline
-                # exceeded on a server still loading after a restart).
-                code = exc.code() if hasattr(exc, "code") else None
-                raise VectorStoreUnavailable(
-                    f"The search index is unavailable ({what} failed: "
-                    f"{getattr(code, 'name', 'gRPC error')}). Try again in a moment."
-                ) from exc
-
-        wrapper.__name__ = func.__name__
-        wrapper.__doc__ = func.__doc__
-        return wrapper
-
-    return decorate
-
-
-_RELEASED = re.compile(r"[Cc]ollection '([^']+)' is in state 'released'")
-
-
-def _not_loaded(exc: MilvusException) -> bool:
-    """Lite: "Collection 'x' is in state 'released'"; a server: "collection not loaded"."""
-    return bool(_RELEASED.search(str(exc))) or "collection not loaded" in str(exc)
-
-
-def _released_name(exc: MilvusException) -> str | None:
-    """The collection a Lite error names (a server's names it by numeric id only)."""
-    match = _RELEASED.search(str(exc))
-    return match.group(1) if match else None
-
-
-def _is_missing(exc: MilvusException) -> bool:
-    text = str(exc).lower()
-    return "not found" in text or "not exist" in text or "can't find" in text
 
 
 class VectorStore:
@@ -370,7 +267,7 @@ class VectorStore:
         )
         if not rows:
             raise NotFound("No gallery image has that key.")
-        return _entry(rows[0])
+        return entry_from_row(rows[0])
 
     def _wrote(self) -> None:
         self._strong_until = time.monotonic() + STRONG_AFTER_WRITE_S
@@ -428,7 +325,7 @@ class VectorStore:
             # Plain dicts first: pymilvus rows are views that read their columns
             # by position, so sorting the result list in place scrambles fields.
             page = sorted((dict(r) for r in rows), key=lambda r: r["id"])
-            yield from (_entry(r) for r in page)
+            yield from (entry_from_row(r) for r in page)
             last = page[-1]["id"]
 
     @milvus_call("listing rows")
@@ -439,7 +336,7 @@ class VectorStore:
             collection or self.alias, filter=f"id > {json.dumps(after)}",
             output_fields=["id", *OUTPUT_FIELDS], limit=limit, timeout=self.timeout,
         )
-        return [_entry(r) for r in sorted((dict(r) for r in rows), key=lambda r: r["id"])]
+        return [entry_from_row(r) for r in sorted((dict(r) for r in rows), key=lambda r: r["id"])]
 
     # -- index and health -------------------------------------------------------------
 
@@ -511,16 +408,6 @@ class VectorStore:
     def ping(self) -> None:
         self.client.list_collections(timeout=min(self.timeout, 3.0))
 
-
-def _entry(row: dict[str, Any]) -> Entry:
-    vector = row.get("vector")
-    return Entry(
-        id=str(row["id"]),
-        vector=np.asarray(vector, dtype=np.float32) if vector is not None else np.zeros(0, np.float32),
-        key=row["key"],
-        label=row.get("label") or "",
-        metadata=row.get("metadata") or {},
-    )
 
 
 def _now() -> str:

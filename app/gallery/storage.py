@@ -33,7 +33,7 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 from urllib3.util import Retry, Timeout
 
 from app.exceptions import BadRequest, NotFound, StorageUnavailable
-from app.imaging import is_valid_key
+from app.gallery.imaging import is_valid_key
 
 ORIGINALS = "images/"
 THUMBS = "thumbs/"

@@ -14,7 +14,7 @@ import threading
 
 from gunicorn.workers.gthread import ThreadWorker
 
-from app import main_thread
+from app.model import main_thread
 
 
 class MainThreadModelWorker(ThreadWorker):

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from app.consistency import check, repair
-from app.ingest import Ingestor
-from app.sources import collect
-from app import imaging
-from app.storage import legacy_thumb_name, original_name, thumb_name
+from app.gallery import imaging
+from app.gallery.check import check, repair
+from app.gallery.ingest import Ingestor
+from app.gallery.sources import collect
+from app.gallery.storage import legacy_thumb_name, original_name, thumb_name
 
 
 @pytest.fixture

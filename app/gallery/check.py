@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from app import imaging
 from app.exceptions import InvalidImage, NotFound
-from app.ingest import Ingestor, Report
-from app.sources import Source
-from app.storage import ORIGINALS, THUMBS, ImageStore, original_name, thumb_name
-from app.vectors import VectorStore
+from app.gallery import imaging
+from app.gallery.ingest import Ingestor, Report
+from app.gallery.sources import Source
+from app.gallery.storage import ORIGINALS, THUMBS, ImageStore, original_name, thumb_name
+from app.vectors.store import VectorStore
 
 
 @dataclass(frozen=True)

@@ -29,13 +29,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app import imaging
-from app.encoder import Encoder
 from app.exceptions import BadRequest, InvalidImage, NotFound
-from app.prefetch import prefetch
-from app.sources import Source
-from app.storage import ImageStore, original_name, thumb_name
-from app.vectors import Entry, VectorStore
+from app.gallery import imaging
+from app.gallery.prefetch import prefetch
+from app.gallery.sources import Source
+from app.gallery.storage import ImageStore, original_name, thumb_name
+from app.model.encoder import Encoder
+from app.vectors.records import Entry
+from app.vectors.store import VectorStore
 
 log = logging.getLogger(__name__)
 

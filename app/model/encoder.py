@@ -17,13 +17,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from app import main_thread
-from app.allocator import keep_buffers_mapped
-from app.attention import use_matmul_attention
-from app.batching import Coalescer
 from app.exceptions import ModelLoadError
-from app.preprocess import Preprocess
-from app.projection import ProjectionHead, load_head, read_manifest
+from app.model import main_thread
+from app.model.allocator import keep_buffers_mapped
+from app.model.attention import use_matmul_attention
+from app.model.batching import Coalescer
+from app.model.preprocess import Preprocess
+from app.model.projection import ProjectionHead, load_head, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class Encoder:
         return self._fingerprint
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Embed RGB images (from ``app.imaging.decode``) as an (n, dim) float32 array.
+        """Embed RGB images (from ``app.gallery.imaging.decode``) as an (n, dim) float32 array.
 
         Thread-safe: calls from concurrent threads share model batches (app/batching.py).
         """

@@ -1,0 +1,26 @@
+"""Command-line tools: ``flask --app wsgi gallery add|check``, ``index status|rebuild|rollback``,
+``milvus status|stop``, ``admin hash-password``. One module per command group."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+
+from app.exceptions import LookalikeError
+
+
+def init_app(app: Flask) -> None:
+    from app.cli.admin import admin_cli
+    from app.cli.gallery import gallery_cli
+    from app.cli.index import index_cli
+    from app.cli.milvus import milvus_cli
+
+    for group in (gallery_cli, index_cli, milvus_cli, admin_cli):
+        app.cli.add_command(group)
+
+
+def fail(error: LookalikeError) -> None:
+    click.secho(f"Error: {error.message}", fg="red", err=True)
+    sys.exit(1)

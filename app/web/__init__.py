@@ -1,0 +1,1 @@
+"""HTTP plumbing for every page: hashed static URLs, the proxy fix, security headers."""
