@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench lint clean stop
+.PHONY: install run test bench screenshot lint clean stop
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,10 @@ test: install
 # adds a Milvus server; the report goes to BENCHMARKS.md and bench/out/report.json.
 bench: install
 	$(PY) -m bench --report BENCHMARKS.md $(BENCH_ARGS)
+
+# docs/screenshot.png from the real app: needs ../shared (MobileNetV2, Grocery) and chromium.
+screenshot: install
+	$(PY) -m docs.screenshot
 
 # Stop the local Milvus Lite server that `make run` or the CLI started.
 stop: install
