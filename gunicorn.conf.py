@@ -9,7 +9,7 @@ and cgroup limit) and the model's size on disk, unless overridden:
   a GPU: a second would only queue on the same device.
 - ``threads``: 4 per worker (gthread), so thumbnails, pages and uploads are
   served while a search runs. The model itself runs on each worker's main
-  thread (app/gunicorn_worker.py): embed 27 instead of 39 ms on 2 cores.
+  thread (app/model/gunicorn_worker.py; docs/performance.md says why).
 - torch threads per worker: usable cores / workers, passed to the app as
   ``LOOKALIKE_THREADS`` unless that is set, so workers do not oversubscribe.
 
@@ -25,7 +25,7 @@ Milvus, before the worker accepts its first connection.
 Milvus Lite allows one process per database. With the embedded default
 (``LOOKALIKE_MILVUS_URI`` empty or a path) the app does not open the database
 in the workers: the first process starts a shared ``milvus-lite server`` on a
-loopback port (app/lite_server.py) and every worker and CLI command connects
+loopback port (app/vectors/lite_server.py) and every worker and CLI command connects
 to it, so several workers work there too.
 """
 

@@ -1,19 +1,11 @@
 """Sources -> image store + vectors, batched, overlapped, resumable, with progress.
 
-Preparing a batch means reading, hashing, deduping, decoding, thumbnailing,
-storing and resizing its images. Where the model leaves CPU free (a GPU, or
-fewer torch threads than cores), a producer thread prepares the next batch
-while the main thread runs the model on the current one, so the model is the
-only thing the pipeline waits for. Where the model takes every core (the CPU
-default), preparing alongside it would only take cores from it, and slow it
-more than the work saved: every parallel region of the model waits for its
-slowest thread. There the two alternate, and a batch is prepared by one thread
-per core while the model is idle (measured on 2 cores: BENCHMARKS.md, ingest).
-
-Originals and thumbnails are written before their vector: an interrupted run
-leaves at most objects without vectors, which a rerun completes (puts are
-idempotent, rows are keyed by content hash). Memory stays flat: at most two
-batches are in flight.
+Where the model leaves CPU free (a GPU, fewer torch threads than cores) a producer
+thread prepares the next batch while the model runs; where it takes every core,
+batches are prepared between model calls, one thread per core, since work beside
+the model only slows it (docs/architecture.md, "The ingest path"). Originals and
+thumbnails are written before their vector, so a rerun completes an interrupted
+one; at most two batches are in flight.
 """
 
 from __future__ import annotations

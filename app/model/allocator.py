@@ -1,14 +1,10 @@
 """glibc malloc settings for a process that runs a model: keep freed buffers mapped.
 
-A forward pass allocates and frees activations of 1-30 MB. glibc serves those
-with fresh ``mmap`` calls and gives freed memory back to the kernel, so every
-batch page-faults its activations in again (2,000 minor faults per 28 MB
-allocated and freed, measured). Whether a process falls into that depends on
-its allocation history, so the same model ran ViT-S/14 at 30-35 img/s in some
-processes and 53-55 in others on the 2-core Zen 5. With a fixed mmap threshold
-of 32 MiB and a 256 MiB trim threshold, buffers are reused and every process runs at
-the fast speed (BENCHMARKS.md). jemalloc or tcmalloc (LD_PRELOAD) do the same;
-where one is preloaded, or ``MALLOC_*`` variables are set, this leaves malloc alone.
+With glibc's defaults, the activations a forward pass frees go back to the kernel
+and every batch page-faults them in again, so model speed depends on the process's
+allocation history. A fixed mmap threshold and a large trim threshold make every
+process reuse its buffers (docs/performance.md, "The allocator"). Where jemalloc or
+tcmalloc is preloaded, or ``MALLOC_*`` variables are set, malloc is left alone.
 """
 
 from __future__ import annotations

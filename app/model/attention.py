@@ -1,12 +1,9 @@
 """Attention as two plain batched matmuls, for transformer backbones on the CPU.
 
 PyTorch's fused scaled-dot-product attention has a CPU kernel that is slow in
-bf16: measured on the 2-core Zen 5 (bench/, encoder suite), it ran the attention
-of ViT-S/14 at ~120 GFLOP/s, 37% of the model's time for 10% of its FLOPs.
-Two batched matmuls through oneDNN run the same math at 570-780 GFLOP/s, which
-made the whole model ~1.4x faster in bf16 (38 -> 55 img/s at batch 8) with the
-same embeddings. Transformers lets a model swap its attention function through
-``AttentionInterface``; models that do not support that keep their own.
+bf16; two batched matmuls through oneDNN compute the same embeddings much faster
+(docs/performance.md, "Attention"). Transformers lets a model swap its attention
+function through ``AttentionInterface``; models that do not support that keep their own.
 """
 
 from __future__ import annotations

@@ -43,9 +43,8 @@ def bf16_supported(device: str) -> bool:
 def default_batch_size(device: str) -> int:
     """Images per model call at ingest: small on the CPU, where activations must stay in cache.
 
-    Measured on the 2-core Zen 5 (images/s by batch 1/4/8/16/32): ViT-S/14 bf16
-    44/55/56/47/27, MobileNetV2 bf16 90/163/189/132/96. Past batch 8 the
-    activations leave the caches and throughput falls; a GPU wants large batches.
+    Past batch 8 the activations leave the CPU's caches and throughput falls
+    (docs/performance.md, "Batch size"); a GPU wants large batches.
     """
     return 64 if device.startswith("cuda") else 8
 
@@ -70,7 +69,7 @@ def load_backbone(id_or_dir: str) -> tuple[nn.Module, Preprocess]:
     """The HF backbone and its preprocessing, from a hub id or a local directory."""
     from transformers import AutoImageProcessor, AutoModel  # heavy: import on use
 
-    keep_buffers_mapped()  # this process runs a model: see app/allocator.py
+    keep_buffers_mapped()  # this process runs a model: see app/model/allocator.py
     try:
         backbone = AutoModel.from_pretrained(id_or_dir)
     except (OSError, ValueError) as exc:
@@ -121,8 +120,8 @@ class Encoder:
             if self.head is not None:
                 self.head.to(torch.bfloat16)
         self._forward = self._features
-        # Concurrent embeds (gunicorn threads) share model calls (app/batching.py),
-        # which run on the main thread where a server hands it over (app/main_thread.py).
+        # Concurrent embeds (gunicorn threads) share model calls (app/model/batching.py),
+        # run on the main thread where a server hands it over (app/model/main_thread.py).
         self._coalesced = Coalescer(
             lambda prepared: main_thread.call(lambda: self._run_model(prepared)), self.batch_size)
         if compile:
@@ -143,7 +142,7 @@ class Encoder:
         """Load a backbone (and the projection head of an exported model).
 
         Off the main thread the load runs on a thread of its own
-        (app/main_thread.py: no OpenMP pool outlives it).
+        (app/model/main_thread.py: no OpenMP pool outlives it).
         """
         return main_thread.in_passing_thread(lambda: cls._load(
             id_or_dir, device=device, bf16=bf16, precision=precision, compile=compile,
@@ -194,7 +193,7 @@ class Encoder:
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Embed RGB images (from ``app.gallery.imaging.decode``) as an (n, dim) float32 array.
 
-        Thread-safe: calls from concurrent threads share model batches (app/batching.py).
+        Thread-safe: calls from concurrent threads share model batches (app/model/batching.py).
         """
         if not images:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
@@ -208,7 +207,7 @@ class Encoder:
         """Embed a batch from ``Preprocess.prepare``, which pipelines run on other threads.
 
         Thread-safe and coalesced like ``embed``; every torch op runs on the thread
-        that runs the model (app/main_thread.py).
+        that runs the model (app/model/main_thread.py).
         """
         return self._coalesced(prepared)
 
@@ -240,11 +239,9 @@ def resolve_precision(precision: str | None, bf16: bool | None, device: str, *,
                       transformer: bool = True) -> str:
     """``precision`` wins; else ``bf16`` (None = auto, False = fp32, True = bf16 weights).
 
-    ``auto`` means bf16 weights where bf16 is fast and keeps the embeddings. Measured
-    on a Zen 5 CPU (BENCHMARKS.md): ViT-S/14 runs ~3.4x faster than fp32 with
-    embeddings at cosine >= 0.9999 to fp32; MobileNetV2 in bf16 drifts to cosine
-    0.998 and loses 0.6 points of Grocery Recall@1, so convolutional backbones stay
-    fp32 on the CPU unless asked.
+    ``auto`` means bf16 weights where bf16 is fast and keeps the embeddings: transformer
+    backbones keep them, while convolutional ones (MobileNetV2) drift in bf16 and so
+    stay fp32 on the CPU unless asked (docs/performance.md, "Precision").
     """
     if precision and precision != "auto":
         if precision not in PRECISIONS:

@@ -2,10 +2,9 @@
 
 gunicorn's gthread worker runs its connection loop on the main thread and each
 request on a pool thread. This one moves the loop to a thread of its own and
-keeps the main thread for model calls (app/main_thread.py explains why: a
-ViT-S/14 embed took 27 instead of 39 ms on 2 cores). Everything else, signals,
-heartbeat, graceful shutdown and max_requests, is gthread's own: signal
-handlers still run on the main thread and only flip flags or exit.
+keeps the main thread for model calls (app/model/main_thread.py says why).
+Everything else, signals, heartbeat, graceful shutdown and max_requests, is
+gthread's own: signal handlers still run on the main thread and only flip flags or exit.
 """
 
 from __future__ import annotations

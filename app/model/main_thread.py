@@ -1,17 +1,11 @@
 """Model calls run on the process's main thread when a server hands it over.
 
-Measured on a 2-core server (``python -m bench.thread_penalty``, README
-"Benchmarks"): the same ViT-S/14 embed with 2 torch threads took 26.8 ms on
-the main thread, 39.1 ms on another thread, and 40.6 ms on the main thread
-while one other live thread held an OpenMP pool. The cause is libgomp, torch's
-OpenMP runtime: every thread that starts a parallel region keeps its own pool
-of OpenMP threads, and once a process holds more such threads than it has
-CPUs, libgomp stops spinning between regions and puts its threads to sleep, so
-each of the model's hundreds of regions pays a futex wake-up (~40 us on a VM).
-The main thread plus its pool fits the CPUs exactly; a request thread's pool
-does not.
+torch's OpenMP runtime keeps a thread pool for every thread that ever ran a
+parallel op; once a process holds more such threads than CPUs, every parallel
+region of the model pays a wake-up. The main thread plus its pool fits the CPUs;
+a request thread's pool does not (docs/performance.md, "The main-thread worker").
 
-So a gunicorn worker (app/gunicorn_worker.py) gives its main thread to
+So a gunicorn worker (app/model/gunicorn_worker.py) gives its main thread to
 :func:`serve` and runs its connection loop on another thread, and the encoder
 sends model calls through :func:`call`. Where nothing serves (tests, the CLI,
 the trainer, ``flask run``) :func:`call` runs the function where it is.

@@ -38,9 +38,9 @@ from app.vectors.records import (
 # Reads (search, get, count) do not wait for the server to catch up ("Bounded"),
 # except for a while after this store wrote, when they read "Strong" so that a
 # process sees its own writes. The collections' own level ("Strong") made every
-# search on a Milvus server wait for the next time tick: 200 ms at any gallery
-# size (BENCHMARKS.md), against ~3 ms of search. pymilvus' "Session" level
-# should do this, but MilvusClient does not record the write timestamps it needs.
+# search on a Milvus server wait for the next time tick, whatever the gallery size
+# (docs/performance.md, "Milvus"). pymilvus' "Session" level should do this, but
+# MilvusClient does not record the write timestamps it needs.
 FAST_READ = "Bounded"
 STRONG_AFTER_WRITE_S = 30.0
 STAMP_PROPERTY = "lookalike.stamp"
