@@ -1,15 +1,10 @@
 """Heavy services, built lazily once per process and reached through app.extensions.
 
-The model, the Milvus client and the S3 client are never built at import or in
-the gunicorn master: a forked worker that inherited a gRPC channel or torch
-threads would misbehave. ``Lazy`` rebuilds in a process whose pid differs from
-the one that built it, and does not cache a failure, so a service that was down
-is retried on the next request.
-
-``encoder()`` and ``vectors()`` come from one per-request snapshot of
-``app.serving.Serving``: the collection the serving alias points to and
-the model that built it (which after a reindex may differ from
-``LOOKALIKE_MODEL`` until workers notice the switch, within seconds).
+The model, the Milvus client and the S3 client are never built at import or in the
+gunicorn master (a forked worker must not inherit a gRPC channel or torch threads).
+``Lazy`` rebuilds in a new process and does not cache a failure, so a service that
+was down is retried. ``encoder()`` and ``vectors()`` come from one per-request
+snapshot of ``app.serving.Serving`` (docs/architecture.md, "The Serving snapshot").
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """Which collection serves this process's searches, and the model that built it.
 
-A reindex may fill the new collection with another model than the one that
-built the serving one (``LOOKALIKE_MODEL`` names the model the *next* reindex
-uses). A query must be embedded by the model of the collection it searches,
-or the scores mean nothing (or Milvus refuses another dimension). So each
-process:
-
-- pins its searches to the physical collection the alias pointed to when it
-  last looked, with the encoder whose stamp matches that collection; a search
-  never goes through the alias itself, so the instant of the switch cannot pair
-  a vector of one model with a collection of another;
-- looks at the alias again at most every ``ALIAS_CHECK_SECONDS``; when it has
-  moved, one thread loads the new collection's model while the others keep
-  searching the previous collection (a reindex keeps it), then both are swapped
-  at once. No search fails during the swap.
+A query must be embedded by the model of the collection it searches, and after a
+reindex that may not be ``LOOKALIKE_MODEL``. So searches are pinned to the
+physical collection the alias pointed to, with the encoder whose stamp matches it;
+the alias is looked at again every ``ALIAS_CHECK_SECONDS``, and after a switch one
+thread loads the new model while the others keep searching the previous
+collection (docs/architecture.md, "The Serving snapshot").
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """The trained model: the app's backbone, a projection head, L2 normalisation.
 
-The backbone is loaded by ``app.model.encoder.load_backbone`` and its features pooled
-by ``app.model.encoder.pooled_features``, exactly as the app's encoder does, so what
-is trained is what is served. Regimes decide what learns:
-
-- ``head``: only the head; the backbone is frozen.
-- ``partial``: the last ``blocks`` blocks of the backbone and everything after them.
-- ``full``: every weight.
-
-Batch norm always stays in eval mode: its running statistics are not
-re-estimated from small P x K batches (and some exported backbones, such as the
-dequantised MobileNetV2, store folded batch norms that batch statistics would
-destroy). Its affine weights still learn where the regime allows.
+The backbone is loaded and pooled by ``app.model.encoder`` exactly as the app does,
+so what is trained is what is served. Regimes: ``head`` (backbone frozen),
+``partial`` (the last ``blocks`` blocks and after), ``full``. Batch norm stays in
+eval mode: small P x K batches must not re-estimate its statistics, and some
+exported backbones store folded batch norms.
 """
 
 from __future__ import annotations

@@ -1,18 +1,11 @@
 """The image store: gallery originals and their thumbnails, on disk or in S3/MinIO.
 
-Both backends hold the same two kinds of object, named by content hash:
-``images/<sha256>.<ext>`` for originals and ``thumbs/<sha256>.jpg`` for
-thumbnails (``thumbs/<sha256>.webp`` in galleries made before thumbnails were
-JPEG: still served, and replaced by ``flask gallery check --repair``). Every
-name is checked against exactly those two patterns before it touches a folder
-or a bucket, so nothing taken from a request (``../``, NUL, absolute paths) can
-ever reach the filesystem or another object.
-
-Backend failures become :class:`StorageUnavailable` with a message that names
-the store but never its credentials; a missing object is :class:`NotFound`.
-The S3 client uses short timeouts and a single retry so that a dead server
-costs a request seconds rather than minutes, and a revived one is used again
-without restarting the app.
+Objects are named by content hash, ``images/<sha256>.<ext>`` and
+``thumbs/<sha256>.jpg`` (``.webp`` in older galleries), and every name is checked
+against exactly those patterns before it touches a folder or a bucket, so nothing
+from a request can reach another file. Failures become :class:`StorageUnavailable`
+(naming the store, never its credentials); short timeouts and one retry let a dead
+server cost seconds and a revived one be used again without a restart.
 """
 
 from __future__ import annotations

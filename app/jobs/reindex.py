@@ -1,22 +1,10 @@
 """Reindex: re-encode every gallery image into a new collection, then move the alias.
 
-The steps, each one safe to interrupt:
-
-1. **encoding**: read every row of the serving collection, fetch its original
-   from the image store and run it through the ingest pipeline (the same
-   decode, preprocess and batched, overlapped encoding as ``gallery add``)
-   into a new collection stamped with the new model. Labels and metadata are
-   carried over; an image that no longer decodes is reported and skipped.
-2. **indexing**: build the new collection's HNSW index before anyone searches it.
-3. **switching**: wait for running uploads, hold the gallery still, copy in what
-   changed meanwhile (added, deleted or relabelled images), then move the alias
-   in one ``alter_alias``. Searches used the old collection up to this instant.
-4. Drop older generations, keeping the previous one for a one-click rollback.
-
-Until step 3 the alias is untouched: a failure, a cancel or a ``kill -9``
-leaves the old collection serving; the half-built one is dropped now or by the
-next job. A rollback is the same step 3 in the other direction, with the model
-that built the previous collection.
+Steps, each safe to interrupt: encode every original through the ingest pipeline
+into a new collection stamped with the new model; build its index; hold the
+gallery still, copy in what changed meanwhile and move the alias in one
+``alter_alias``; drop older generations, keeping the previous one for rollback.
+Until the switch the old collection serves (docs/architecture.md, "Reindex").
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
 """The reindex job's state file and the file locks every process agrees on.
 
-Gunicorn workers, CLI commands and the job itself are separate processes, so
-what they share lives in small files under the instance folder:
-
-- ``reindex.json``: the job's progress, rewritten atomically (temporary file +
-  rename) by the job, read by any worker for the admin page.
-- ``reindex.lock``: held (``flock``) by the running job for its whole life. The
-  kernel releases it when the job exits or is killed, so a state file that says
-  "encoding" while the lock is free means the job died: it is reported as
-  failed, and a new job can start.
-- ``reindex.cancel``: asks the job (by id) to stop at its next check.
-- ``gallery.lock``: gallery writers (uploads, deletes, label edits,
-  ``gallery add``) hold it shared; the job holds it exclusively for the short
-  final step (catch up on those writes, then move the alias), so no write can
-  fall between the catch-up and the switch.
-
-These are local-file locks: every process must share the instance folder (one
-host or one shared volume), which the embedded default and the compose stack do.
+Gunicorn workers, CLI commands and the job are separate processes, so what they
+share lives in small files under the instance folder: ``reindex.json`` (progress,
+rewritten atomically), ``reindex.lock`` (held by the running job; free while the
+state says running means the job died), ``reindex.cancel`` and ``gallery.lock``
+(writers shared, the switch exclusive). Every process must share that folder
+(docs/architecture.md, "Reindex").
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """Micro-batching: concurrent model calls of one process merged into one batch.
 
-A gunicorn worker serves several requests at once (gthread). If each ran the
-model on its own, their torch threads would fight over the same cores; and one
-image at a time wastes the CPU, which runs a batch of 4-8 images 1.2-2x faster
-per image (``default_batch_size`` in app/encoder.py). So calls meet here: the first caller runs
-the model, callers that arrive meanwhile wait, and when the model is free the
-next of them runs every waiting request as one batch. A lone caller runs at
-once, so an idle server adds no latency; there is no timer and no background
-thread (nothing to restart after a fork).
-
-Batches are numpy arrays (``Preprocess.prepare``), merged with numpy: a torch op
-on a request thread would give that thread an OpenMP pool of its own, which
-slows the model on the main thread by half (app/main_thread.py).
+Request threads of a worker would otherwise fight over the cores, and the CPU runs
+a small batch faster per image than one image at a time. The first caller runs the
+model; callers that arrive meanwhile wait and run next as one batch. A lone caller
+runs at once; there is no timer and no thread. Batches are numpy arrays, merged
+with numpy: a torch op here would slow the model (app/model/main_thread.py).
 """
 
 from __future__ import annotations
