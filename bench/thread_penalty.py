@@ -9,7 +9,7 @@ regions and every region pays a futex wake-up. Measured here, with all cores as
 torch threads: ViT-S/14 embed at batch 1 and 100 GELUs of 257x1536 bf16 (one
 parallel region each),
 
-- on the main thread, with no other pool alive (the product: app/main_thread.py);
+- on the main thread, with no other pool alive (the product: app/model/main_thread.py);
 - on the main thread while another live thread holds a pool (it once ran one
   parallel torch op, as a request thread normalising its upload did);
 - on another thread (gunicorn's gthread runs requests on pool threads).

@@ -1,7 +1,7 @@
 """The resolved configuration of a training run, written beside its outputs.
 
-Defaults are the recipe that reached the Grocery goal on a 2-core CPU (see the
-README section); every field can be overridden from the command line.
+Defaults are the recipe that reached the Grocery goal on a 2-core CPU (see
+docs/trainer.md); every field can be overridden from the command line.
 """
 
 from __future__ import annotations

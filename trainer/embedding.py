@@ -16,7 +16,7 @@ def embed_samples(encoder: Encoder, samples: list[Sample], *, desc: str = "embed
     paths = list(dict.fromkeys(s.path for s in samples))
     size = encoder.batch_size
     starts = range(0, len(paths), size)
-    # prepare(), not preprocess(): no torch op on the prefetch thread (app/main_thread.py).
+    # prepare(), not preprocess(): no torch op on the prefetch thread (app/model/main_thread.py).
     pixels = prefetch(encoder.preprocess.prepare([load_image(p) for p in paths[s : s + size]])
                       for s in starts)
     chunks = [encoder.embed_prepared(batch)

@@ -91,7 +91,7 @@ class Preprocess:
         uint8 pixels (n, H, W, 3) resized and cropped; or, for a layout only the
         HF processor knows, its float32 output (n, 3, H, W) as numpy. A torch op
         would give the calling thread an OpenMP pool of its own, and live pools
-        beyond the core count slow the model down (app/main_thread.py).
+        beyond the core count slow the model down (app/model/main_thread.py).
         """
         return self.finish([self.resize(im) for im in images])
 
