@@ -1,1 +1,2 @@
-"""The encoder and everything that serves it: preprocessing, projection head, attention, allocator, batching, the model thread."""
+"""The encoder and everything that serves it: preprocessing, projection head, attention,
+allocator, batching, the model thread."""

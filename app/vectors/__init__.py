@@ -1,1 +1,2 @@
-"""Everything Milvus: row types, the call wrapper, the collection store, connections, the local Lite server."""
+"""Everything Milvus: row types, the call wrapper, the collection store, connections, the
+local Lite server."""
