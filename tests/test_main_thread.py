@@ -88,6 +88,21 @@ def test_calls_after_serving_ends_run_in_their_callers() -> None:
     assert seen == [thread]
 
 
+def test_threads_started_by_then_find_the_main_thread_serving() -> None:
+    runner = MainThreadRunner()
+    seen: list[threading.Thread] = []
+    # Started from `then`, the callers do not wait for serving: it has begun already.
+    callers = [threading.Thread(target=lambda: seen.append(runner.call(threading.current_thread)))
+               for _ in range(4)]
+
+    def start_callers() -> None:
+        for caller in callers:
+            caller.start()
+
+    runner.serve(lambda: all(not c.is_alive() for c in callers), then=start_callers)
+    assert seen == [threading.main_thread()] * 4
+
+
 def _threads() -> int:
     return len(os.listdir("/proc/self/task"))
 

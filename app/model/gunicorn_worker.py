@@ -27,8 +27,9 @@ class MainThreadModelWorker(ThreadWorker):
                 failure.append(exc)
 
         thread = threading.Thread(target=loop, name="gunicorn-loop", daemon=True)
-        thread.start()
-        main_thread.serve(lambda: not thread.is_alive())
+        # The loop starts only once the main thread serves: a request accepted
+        # before that would run its model call on a request thread.
+        main_thread.serve(lambda: not thread.is_alive(), then=thread.start)
         thread.join()
         if failure:  # as gthread would: gunicorn logs it and the arbiter restarts us
             raise failure[0]

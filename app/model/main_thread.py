@@ -46,15 +46,19 @@ class MainThreadRunner:
             self._drain()
         return future.result()
 
-    def serve(self, done: Callable[[], bool]) -> None:
+    def serve(self, done: Callable[[], bool], *, then: Callable[[], object] | None = None) -> None:
         """Run queued calls on this (the main) thread until ``done()`` is true.
 
-        Calls queued after that run on their callers' threads.
+        ``then`` runs once serving has begun (the worker starts its connection
+        loop there), so no request can come before calls go to this thread.
+        Calls queued after ``done()`` run on their callers' threads.
         """
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("MainThreadRunner.serve must run on the main thread")
         self._serving = True
         try:
+            if then is not None:
+                then()
             while not done():
                 try:
                     future, function = self._calls.get(timeout=_POLL_S)
@@ -110,6 +114,6 @@ def in_passing_thread(function: Callable[[], T]) -> T:
     return future.result()
 
 
-def serve(done: Callable[[], bool]) -> None:
+def serve(done: Callable[[], bool], *, then: Callable[[], object] | None = None) -> None:
     """Give the main thread to model calls until ``done()``; see the module docstring."""
-    _RUNNER.serve(done)
+    _RUNNER.serve(done, then=then)
