@@ -139,8 +139,19 @@ def test_names_outside_the_two_patterns_are_refused(store: ImageStore, name: str
             call(name)
 
 
-def test_ping_succeeds_on_a_working_store(store: ImageStore) -> None:
+def test_ping_prepares_a_fresh_store_and_leaves_nothing_in_it(store: ImageStore) -> None:
+    def prepared() -> bool:
+        if isinstance(store, LocalStore):
+            return store.root.is_dir()
+        assert isinstance(store, MinioStore)
+        return store.client.bucket_exists(store.bucket)
+
+    assert not prepared()
     store.ping()
+    assert prepared()
+    assert list(store.names()) == [] and list(store.names("thumbs/")) == []
+    if isinstance(store, LocalStore):  # the write probe is gone too
+        assert list(store.root.iterdir()) == []
 
 
 def test_name_helpers_refuse_invalid_keys() -> None:

@@ -95,13 +95,17 @@ def test_info_reports_the_collection(store: VectorStore) -> None:
 
 
 def test_an_unreachable_server_is_a_clear_error() -> None:
+    from flask import Flask
+
+    from app.vectors.connect import connect_milvus
     from app.vectors.lite_server import _free_port
 
-    with pytest.raises(Exception) as caught:
-        store = VectorStore(MilvusClient(f"http://127.0.0.1:{_free_port()}", timeout=2, dedicated=True),
-                            "x", timeout=2)
-        store.ping()
-    assert isinstance(caught.value, (VectorStoreUnavailable,)) or "connect" in str(caught.value).lower()
+    uri = f"http://127.0.0.1:{_free_port()}"
+    app = Flask(__name__)
+    app.config.update(MILVUS_URI=uri, MILVUS_TIMEOUT=2, MILVUS_TOKEN="", COLLECTION="x")
+    with pytest.raises(VectorStoreUnavailable, match="is unreachable") as caught:
+        connect_milvus(app)
+    assert uri in caught.value.message and "LOOKALIKE_MILVUS_URI" in caught.value.message
 
 
 def test_a_raw_grpc_failure_is_an_unavailable_index_not_a_500() -> None:
