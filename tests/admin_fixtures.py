@@ -78,6 +78,6 @@ def wait_for_job(files: JobFiles, *, timeout: float = 120.0, until=None) -> JobS
             return state
         if time.monotonic() > deadline:
             raise AssertionError(f"job still {state.phase} after {timeout} s: {state}")
-        time.sleep(0.05)
+        time.sleep(0.05)  # the poll interval of a wait with a deadline
 
 

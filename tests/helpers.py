@@ -1,10 +1,15 @@
-"""Small builders shared by test modules: tiny real models and zip archives."""
+"""Small helpers shared by test modules: tiny real models, zip archives, condition waits."""
 
 from __future__ import annotations
 
 import io
+import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def tiny_model(directory: Path, *, hidden: int = 32, layers: int = 1, seed: int = 1) -> Path:
@@ -29,3 +34,20 @@ def make_zip(files: dict[str, bytes]) -> bytes:
         for name, data in files.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, *,
+               interval: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that.
+
+    Tests wait for the condition they need, never for a fixed time: a busy machine
+    then makes them slower, not flaky. Fails with ``what`` after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)  # the poll interval, not a synchronisation

@@ -65,7 +65,7 @@ def wait_until_listening(port: int, alive: Callable[[], bool] = lambda: True) ->
             with socket.create_connection((HOST, port), timeout=0.5):
                 return
         except OSError:
-            time.sleep(0.05)
+            time.sleep(0.05)  # the poll interval of a wait with a deadline
     raise RuntimeError(f"The S3 server on port {port} did not start in {STARTUP_TIMEOUT:g} s.")
 
 

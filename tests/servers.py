@@ -99,7 +99,7 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float, w
             socket.create_connection((HOST, port), timeout=0.5).close()
             return
         except OSError:
-            time.sleep(0.1)
+            time.sleep(0.1)  # the poll interval of a wait with a deadline
     raise RuntimeError(f"{what} did not listen on {port} within {timeout:g} s:\n{_tail(log)}")
 
 
@@ -449,7 +449,7 @@ class MilvusStandalone:
             if self.process.poll() is not None or "already stopped" in text or "timeout" in text:
                 raise RuntimeError(f"The Milvus server did not start:\n{text}\n"
                                    f"(logs under {self.root / 'data' / 'logs'})")
-            time.sleep(0.2)
+            time.sleep(0.2)  # the poll interval of a wait with a deadline
         raise RuntimeError(f"The Milvus server did not start within {timeout:g} s.")
 
     def _wait_for_grpc(self, timeout: float) -> None:
@@ -465,7 +465,7 @@ class MilvusStandalone:
             except MilvusException:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.5)
+                time.sleep(0.5)  # the poll interval of a wait with a deadline
 
     def _unpacked_binaries(self) -> Path | None:
         """The server's binaries, unpacked once per venv instead of once per data folder.

@@ -37,6 +37,7 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1280,1100"]
+ALIAS_CHECK_SECONDS = 1.0
 
 pytestmark = [
     pytest.mark.slow,
@@ -58,7 +59,7 @@ def server(tmp_path: Path, tiny_model_dir: Path):  # type: ignore[no-untyped-def
            "LOOKALIKE_MODEL": os.environ.get("ADMIN_BROWSER_MODEL") or str(tiny_model_dir),
            "LOOKALIKE_BF16": "false",
            "LOOKALIKE_COLLECTION": f"b{uuid.uuid4().hex[:8]}", "LOOKALIKE_BATCH_SIZE": "8",
-           "LOOKALIKE_ALIAS_CHECK_SECONDS": "1", "PYTHONPATH": str(ROOT)}
+           "LOOKALIKE_ALIAS_CHECK_SECONDS": str(ALIAS_CHECK_SECONDS), "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                "--threads", "4", "--timeout", "120", "--no-control-socket",
                "--chdir", str(ROOT), "wsgi:app"]
@@ -104,7 +105,7 @@ def _wait_for(url: str, process: subprocess.Popen, log_path: Path, timeout: floa
             urllib.request.urlopen(url, timeout=2).close()
             return
         except (urllib.error.URLError, OSError):
-            time.sleep(0.3)
+            time.sleep(0.3)  # the poll interval of a wait with a deadline
     raise AssertionError(f"gunicorn did not answer at {url}:\n{log_path.read_text()[-3000:]}")
 
 
@@ -129,6 +130,11 @@ class HttpSearches(threading.Thread):
         self.total = 0
         self.failures: list[str] = []
         self.latencies: list[float] = []
+        self.started: list[float] = []  # when each finished search began (perf_counter)
+
+    def since(self, moment: float) -> int:
+        """How many searches began at ``moment`` or later and have finished."""
+        return sum(1 for t in self.started if t >= moment)
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -146,12 +152,17 @@ class HttpSearches(threading.Thread):
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 self.failures.append(repr(exc)[:200])
             self.latencies.append(time.perf_counter() - started)
+            self.started.append(started)
 
 
 def test_a_new_user_logs_in_uploads_reindexes_and_searches(
     server, browser, tmp_path: Path, photos: dict[str, bytes]
 ) -> None:
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import (
+        JavascriptException,
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
     from selenium.webdriver.support.ui import WebDriverWait
@@ -209,7 +220,15 @@ def test_a_new_user_logs_in_uploads_reindexes_and_searches(
         WebDriverWait(browser, 240, ignored_exceptions=reloading).until(
             lambda b: b.find_element(By.CSS_SELECTOR, "[data-field=phase-label]").text == "Done"
             and b.find_element(By.CSS_SELECTOR, "[data-field=done]").text == str(size))
-        time.sleep(3)  # the reload, and the workers noticing the switch (1 s)
+        # The page reloads itself once done (the navigation type tells that reload from
+        # our own visit) ...
+        WebDriverWait(browser, 30, ignored_exceptions=[*reloading, JavascriptException]).until(
+            lambda b: b.execute_script(
+                "return performance.getEntriesByType('navigation')[0].type") == "reload")
+        # ... and searches go on while the workers notice the switch: every search begun
+        # ALIAS_CHECK_SECONDS after it makes its worker look at the alias again.
+        noticed = time.perf_counter() + ALIAS_CHECK_SECONDS
+        WebDriverWait(browser, 60).until(lambda _: searches.since(noticed) >= 8)
     finally:
         searches.stop.set()
         searches.join(timeout=60)

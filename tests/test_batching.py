@@ -38,7 +38,7 @@ def wait_for_waiters(coalescer: Coalescer, count: int) -> None:
     deadline = time.monotonic() + 10
     while len(coalescer._pending) < count:
         assert time.monotonic() < deadline, "callers did not queue"
-        time.sleep(0.005)
+        time.sleep(0.005)  # the poll interval of a wait with a deadline
 
 
 def test_a_lone_call_runs_at_once() -> None:

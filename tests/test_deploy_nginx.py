@@ -198,7 +198,7 @@ def wait_for_log_line(log: Path, needle: str, timeout: float = 10.0) -> str:
         if found or time.monotonic() > deadline:
             assert found, f"{needle} never reached {log}"
             return found[0]
-        time.sleep(0.1)
+        time.sleep(0.1)  # the poll interval of a wait with a deadline
 
 
 def test_the_client_address_reaches_gunicorn(stack: Stack) -> None:

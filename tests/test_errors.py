@@ -113,7 +113,7 @@ def _start_on(port: int, tmp_path):  # type: ignore[no-untyped-def]
             socket.create_connection(("127.0.0.1", port), 0.2).close()
             return process
         except OSError:
-            time.sleep(0.1)
+            time.sleep(0.1)  # the poll interval of a wait with a deadline
     process.kill()
     raise RuntimeError("Milvus Lite did not start")
 

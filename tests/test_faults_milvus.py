@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_until
 from tests.servers import MilvusStandalone, milvus_executable
 
 TIMEOUT = 3.0  # LOOKALIKE_MILVUS_TIMEOUT for this app
@@ -51,12 +52,12 @@ def test_milvus_stopped_during_searches_gives_quick_503s_and_the_app_recovers(
 
         thread = threading.Thread(target=hammer, daemon=True)
         thread.start()
-        time.sleep(1.0)
+        wait_until(lambda: any(s == 200 for s, _ in answers), 60, "searches to be answered")
         port = server.port
         server.stop()
         deadline = time.monotonic() + 60
         while sum(1 for s, _ in answers if s == 503) < 3 and time.monotonic() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.2)  # the poll interval of a wait with a deadline
         health = client.get("/api/health")
         stop.set()
         thread.join(60)
@@ -75,7 +76,7 @@ def test_milvus_stopped_during_searches_gives_quick_503s_and_the_app_recovers(
         deadline = time.monotonic() + 120
         response = search(client, photos["coffee"])
         while response.status_code != 200 and time.monotonic() < deadline:
-            time.sleep(1.0)
+            time.sleep(1.0)  # the poll interval of a wait with a deadline
             response = search(client, photos["coffee"])
         assert response.status_code == 200, response.get_data(as_text=True)[:300]
         top = response.get_json()["results"][0]

@@ -21,7 +21,7 @@ def test_a_second_caller_gets_the_same_server_and_a_dead_one_is_replaced(tmp_pat
         os.kill(first.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while running_server(data_dir) is not None and time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(0.1)  # the poll interval of a wait with a deadline
         second = ensure_server(data_dir)
         assert second.pid != first.pid
         MilvusClient(second.uri, timeout=5, dedicated=True).list_collections()

@@ -20,6 +20,7 @@ from werkzeug.security import generate_password_hash
 
 from app.gallery.imaging import content_hash
 from tests.admin_fixtures import jpeg
+from tests.helpers import wait_until
 from tests.servers import Gunicorn, Nginx, fetch, multipart, nginx_executable
 
 SEARCHES_PER_CLIENT = 250
@@ -157,13 +158,15 @@ def run_load(base: str, app: Gunicorn, photos: dict[str, bytes]) -> dict:  # typ
             uploads.add(reply.status, time.perf_counter() - start)
             if reply.status == 200 and b"added" in reply.body:
                 uploaded.append(content_hash(data))
-            time.sleep(0.2)
+            time.sleep(0.2)  # paces the uploads across the run: load shape, not synchronisation
 
     threads = [threading.Thread(target=search_client, args=(n * 3,)) for n in range(CLIENTS)]
     threads.append(threading.Thread(target=upload_client))
     for thread in threads:
         thread.start()
-    time.sleep(2.0)
+    # Start the reindex once searches and uploads are under way.
+    wait_until(lambda: len(searches.latencies) >= CLIENTS * 5 and uploads.latencies, 120,
+               "searches and an upload to be under way")
     started = admin.post("/admin/reindex", {})
     assert started.status in (302, 303), started.body[:300]
     for thread in threads:
@@ -186,11 +189,9 @@ def run_load(base: str, app: Gunicorn, photos: dict[str, bytes]) -> dict:  # typ
 
 
 def wait_for_reindex(base: str, admin: Browser, timeout: float = 300.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ended() -> str:
         state = json.loads(admin.request("/admin/reindex/status").body)
         phase = (state.get("job") or state).get("phase", "")
-        if phase in ("done", "failed", "cancelled"):
-            return phase
-        time.sleep(0.5)
-    return "timeout"
+        return phase if phase in ("done", "failed", "cancelled") else ""
+
+    return wait_until(ended, timeout, "the reindex to end", interval=0.5)

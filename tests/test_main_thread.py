@@ -8,12 +8,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from app.model.main_thread import MainThreadRunner, in_passing_thread
+from tests.helpers import wait_until
 from tests.s3server import free_port
 from tests.servers import HOST, ROOT, clean_environ, fetch, stop_process, wait_for_port
 
@@ -32,10 +32,7 @@ def test_while_serving_calls_from_other_threads_run_on_the_main_thread() -> None
     results: dict[int, object] = {}
 
     def wait_for_serving() -> None:
-        deadline = time.monotonic() + 10
-        while not runner.serving:
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
+        wait_until(lambda: runner.serving, 10, "the main thread to serve", interval=0.001)
 
     def caller(n: int) -> None:
         wait_for_serving()
@@ -123,9 +120,8 @@ def test_torch_work_in_a_passing_thread_leaves_no_openmp_pool_behind() -> None:
         try:
             counts["before"] = _threads()
             assert in_passing_thread(parallel_op) == -8 * 3 * 224 * 224 / 2
-            deadline = time.monotonic() + 10  # its pool's threads exit just after it
-            while _threads() > counts["before"] and time.monotonic() < deadline:
-                time.sleep(0.05)
+            # Its pool's threads exit just after it.
+            wait_until(lambda: _threads() <= counts["before"], 10, "the passing pool to exit")
             counts["after passing"] = _threads()
             parallel_op()
             counts["after direct"] = _threads()
@@ -141,16 +137,23 @@ def test_torch_work_in_a_passing_thread_leaves_no_openmp_pool_behind() -> None:
 
 
 PROBE = '''
-import threading, time
+import pathlib, threading, time
 from app.model import main_thread
+
+STARTED = pathlib.Path(__file__).with_name("started")  # the test waits for it
+
+def slow_call(seconds):
+    if seconds:
+        STARTED.touch()
+    time.sleep(seconds)  # a deliberately slow model call, not a synchronisation
+    return threading.current_thread() is threading.main_thread()
 
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/boom":
         main_thread.call(lambda: 1 / 0)
     seconds = float(path.strip("/") or 0) if path != "/thread" else 0
-    on_main = main_thread.call(
-        lambda: time.sleep(seconds) or threading.current_thread() is threading.main_thread())
+    on_main = main_thread.call(lambda: slow_call(seconds))
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"main" if on_main else b"other"]
 '''
@@ -192,11 +195,12 @@ def test_gunicorn_worker_runs_calls_on_its_main_thread(probe_server) -> None:  #
 
 
 def test_gunicorn_worker_finishes_a_running_call_on_sigterm(probe_server) -> None:  # type: ignore[no-untyped-def]
-    process, url, _ = probe_server
+    process, url, log = probe_server
     replies = []
     slow = threading.Thread(target=lambda: replies.append(fetch(url + "/1.5", timeout=30)))
     slow.start()
-    time.sleep(0.5)  # the call is running on the worker's main thread
+    started = log.with_name("started")
+    wait_until(started.exists, 30, "the call to run on the worker's main thread")
     process.send_signal(signal.SIGTERM)
     slow.join(30)
     assert [(r.status, r.body) for r in replies] == [(200, b"main")]

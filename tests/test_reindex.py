@@ -15,6 +15,7 @@ from app.gallery.storage import original_name
 from app.jobs import launch
 from app.jobs.state import JobFiles, JobRunning, JobState, acquire, release, try_lock
 from tests.admin_fixtures import jpeg, log_in, tiny_model, upload, wait_for_job
+from tests.helpers import wait_until
 
 pytest_plugins = ["tests.admin_fixtures"]
 
@@ -205,12 +206,16 @@ def test_the_app_serves_with_the_collections_model_until_a_reindex_switches(
     assert "differs from the serving model" in page and "64-d" in page
     state = reindex(app)
     assert state.phase == "done" and state.model == str(other)
-    time.sleep(0.3)
-    assert search_top(client, photos["coffee"])["score"] >= 0.99  # now the 32-d one
-    with app.test_request_context():
-        from app.extensions import encoder
 
-        assert encoder().name == str(other) and encoder().dim == 32
+    def serving_model() -> tuple[str, int]:
+        with app.test_request_context():
+            from app.extensions import encoder
+
+            return encoder().name, encoder().dim
+
+    # The app looks at the alias again every ALIAS_CHECK_SECONDS, on a request.
+    wait_until(lambda: serving_model() == (str(other), 32), 30, "the app to follow the switch")
+    assert search_top(client, photos["coffee"])["score"] >= 0.99  # now the 32-d one
     page = client.get("/admin/").get_data(as_text=True)
     assert "differs from the serving model" not in page and "32-d" in page
     # The other app (configured with the first model) follows the switch too.

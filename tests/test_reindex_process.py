@@ -19,10 +19,12 @@ import pytest
 
 from app.jobs.state import JobFiles, is_locked, release, try_lock
 from tests.admin_fixtures import jpeg, log_in, tiny_model, wait_for_job
+from tests.helpers import wait_until
 
 pytest_plugins = ["tests.admin_fixtures"]
 
 JOB_TIMEOUT = 240.0  # a job process imports torch: allow for a busy machine
+ALIAS_CHECK_SECONDS = 0.2
 
 
 @pytest.fixture
@@ -32,8 +34,8 @@ def embedded(make_app, admin_hash: str, tmp_path: Path):  # type: ignore[no-unty
     from app.vectors.lite_server import stop_server
 
     def build(**overrides):  # type: ignore[no-untyped-def]
-        return make_app(MILVUS_URI="", ADMIN_PASSWORD_HASH=admin_hash, ALIAS_CHECK_SECONDS=0.2,
-                        **overrides)
+        return make_app(MILVUS_URI="", ADMIN_PASSWORD_HASH=admin_hash,
+                        ALIAS_CHECK_SECONDS=ALIAS_CHECK_SECONDS, **overrides)
 
     yield build
     stop_server(tmp_path / "instance" / "milvus.db")
@@ -82,14 +84,21 @@ class Searches(threading.Thread):
         self.stop = threading.Event()
         self.total = 0
         self.failures: list[str] = []
+        self.started: list[float] = []  # when each finished search began (monotonic)
+
+    def since(self, moment: float) -> int:
+        """How many searches began at ``moment`` or later and have finished."""
+        return sum(1 for t in self.started if t >= moment)
 
     def run(self) -> None:
         while not self.stop.is_set():
             name, data = self.photos[self.total % len(self.photos)]
+            began = time.monotonic()
             response = self.client.post(
                 "/api/search", data={"image": (io.BytesIO(data), "q.jpg"), "k": str(self.k)},
                 content_type="multipart/form-data")
             self.total += 1
+            self.started.append(began)
             if response.status_code != 200:
                 text = response.get_data(as_text=True)[:200]
                 self.failures.append(f"{response.status_code}: {text}")
@@ -121,14 +130,17 @@ def test_the_button_reindexes_with_a_new_model_in_a_job_process_while_searches_s
         started = admin.post("/admin/reindex")
         assert started.status_code == 303
         phases = set()
-        deadline = time.monotonic() + JOB_TIMEOUT
-        while time.monotonic() < deadline:
+
+        def finished() -> bool:
             job = admin.get("/admin/reindex/status").get_json()["job"]
             phases.add(job["phase"])
-            if not job["active"]:
-                break
-            time.sleep(0.05)
-        time.sleep(1.0)  # keep searching while the app notices the switch and swaps models
+            return not job["active"]
+
+        wait_until(finished, JOB_TIMEOUT, "the reindex job to finish")
+        # Keep searching while the app notices the switch and swaps models: a search
+        # begun ALIAS_CHECK_SECONDS after the switch looks at the alias again.
+        noticed = time.monotonic() + ALIAS_CHECK_SECONDS
+        wait_until(lambda: searches.since(noticed) >= 3, 60, "searches after the swap")
     finally:
         searches.stop.set()
         searches.join(timeout=60)
@@ -201,9 +213,7 @@ def test_a_job_killed_in_any_phase_leaves_search_intact_and_a_rerun_completes(
         assert admin.post("/admin/reindex").status_code == 303
         held = wait_for_job(files, timeout=JOB_TIMEOUT, until=lambda s: s.phase == phase)
         if phase == "encoding":
-            deadline = time.monotonic() + JOB_TIMEOUT
-            while files.read().done * 2 < size and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: files.read().done * 2 >= size, JOB_TIMEOUT, "half the encoding")
             assert 0 < files.read().done < size + 1
         os.kill(held.pid, signal.SIGKILL)
         killed = wait_for_job(files, timeout=30, until=lambda s: s.phase == "failed")
@@ -214,7 +224,8 @@ def test_a_job_killed_in_any_phase_leaves_search_intact_and_a_rerun_completes(
         done = wait_for_job(files, timeout=JOB_TIMEOUT)
         assert done.phase == "done", done.error
         assert store.resolve() == done.new_collection and store.count() == size
-        time.sleep(0.5)  # a few searches on the new collection too
+        noticed = time.monotonic() + ALIAS_CHECK_SECONDS  # a few on the new collection too
+        wait_until(lambda: searches.since(noticed) >= 3, 60, "searches on the new collection")
     finally:
         searches.stop.set()
         searches.join(30)
