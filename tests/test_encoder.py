@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from app.gallery import imaging
 from app.model.encoder import Encoder, bf16_supported
 from app.model.preprocess import Preprocess
 from app.model.projection import HeadSpec, ProjectionHead, save_head
+from tests.helpers import tiny_model
 
 
 def rgb(data: bytes) -> Image.Image:
@@ -142,6 +144,52 @@ def test_precision_auto_keeps_convolutional_models_in_fp32_on_the_cpu(tmp_path: 
     encoder = Encoder.from_pretrained(str(tmp_path), precision="auto", device="cpu")
     assert encoder.precision == "fp32"
     assert Encoder.from_pretrained(str(tmp_path), precision="bf16", device="cpu").precision == "bf16"
+
+
+def test_a_classifier_checkpoint_loads_its_backbone_without_a_load_report(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The head of a classification checkpoint is not an alarm: one INFO line, no table."""
+    from transformers import Dinov2Config, Dinov2ForImageClassification
+
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=64, patch_size=14, image_size=56, num_labels=3)
+    Dinov2ForImageClassification(config).save_pretrained(tmp_path)
+    with caplog.at_level(logging.INFO, logger="app.model.encoder"):
+        encoder = Encoder.from_pretrained(str(tmp_path), bf16=False)
+    assert encoder.dim == 32
+    printed = capfd.readouterr().err + caplog.text
+    assert "LOAD REPORT" not in printed and "UNEXPECTED" not in printed
+    said = [r for r in caplog.records if "not part of the backbone" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.INFO
+    assert "classifier.bias, classifier.weight" in said[0].getMessage()
+
+
+def test_backbone_weights_missing_from_the_checkpoint_are_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    model = tiny_model(tmp_path, hidden=32)
+    weights = load_file(model / "model.safetensors")
+    dropped = sorted(k for k in weights if k.endswith("layernorm.weight"))[-1:]
+    save_file({k: v for k, v in weights.items() if k not in dropped}, model / "model.safetensors",
+              metadata={"format": "pt"})
+    with caplog.at_level(logging.INFO, logger="app.model.encoder"):
+        Encoder.from_pretrained(str(model), bf16=False)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("start random" in m and dropped[0] in m for m in warned), warned
+
+
+@pytest.mark.slow
+def test_the_real_mobilenet_loads_without_a_load_report(
+    mobilenet_dir: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="app.model.encoder"):
+        Encoder.from_pretrained(str(mobilenet_dir), bf16=False)
+    printed = capfd.readouterr().err + caplog.text
+    assert "LOAD REPORT" not in printed and "UNEXPECTED" not in printed
+    assert "classifier.bias, classifier.weight" in caplog.text
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,18 +72,55 @@ def load_backbone(id_or_dir: str) -> tuple[nn.Module, Preprocess]:
 
     keep_buffers_mapped()  # this process runs a model: see app/model/allocator.py
     try:
-        backbone = AutoModel.from_pretrained(id_or_dir)
+        with _load_report_held():
+            backbone, info = AutoModel.from_pretrained(id_or_dir, output_loading_info=True)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
             f"Could not load the model {id_or_dir!r}: {exc}. Set LOOKALIKE_MODEL to a "
             "Hugging Face model id (with network access) or a local model directory."
         ) from exc
+    _report_loading(id_or_dir, info)
     try:
         preprocess = Preprocess.from_processor(AutoImageProcessor.from_pretrained(id_or_dir))
     except (OSError, ValueError):
         log.warning("%s has no image processor config; using DINOv2's recipe", id_or_dir)
         preprocess = Preprocess.default()
     return backbone.eval(), preprocess
+
+
+@contextmanager
+def _load_report_held() -> Iterator[None]:
+    """Hold back transformers' load report (a warning-level table) during one load.
+
+    It lists every checkpoint tensor the backbone does not use as UNEXPECTED: for a
+    classification checkpoint (MobileNetV2's), that is the head, which embeddings never
+    use. Only that record is held; ``_report_loading`` says what matters instead.
+    """
+    logger = logging.getLogger("transformers.modeling_utils")
+    logger.addFilter(_not_a_load_report)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_not_a_load_report)
+
+
+def _not_a_load_report(record: logging.LogRecord) -> bool:
+    return "LOAD REPORT" not in record.getMessage()
+
+
+def _report_loading(id_or_dir: str, info: dict[str, Any]) -> None:
+    """Warn about backbone weights the checkpoint lacks (they start random); mention the
+    checkpoint's unused tensors (a task head) in one line, as nothing to act on."""
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        log.warning("%s: %d backbone weights are not in the checkpoint and start random "
+                    "(%s); its embeddings will not mean much", id_or_dir, len(missing),
+                    ", ".join(missing[:5]))
+    unused = sorted(info.get("unexpected_keys") or ())
+    if unused:
+        log.info("%s: %d checkpoint tensors (%s) are not part of the backbone, such as a "
+                 "classifier head; embeddings do not use them", id_or_dir, len(unused),
+                 ", ".join(unused[:5]))
 
 
 class Encoder:
