@@ -10,10 +10,14 @@ PYTEST_ARGS ?=
 
 install: $(VENV)/.installed
 
+# pip -qq: errors only. Machines whose pip config names package folders that lack a
+# project print a warning per package otherwise, which is nothing for a user to act on.
+PIP = $(PY) -m pip install -qq --disable-pip-version-check
+
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PIP) --upgrade pip
+	$(PIP) -r requirements.txt
 	touch $@
 
 # gunicorn sized by gunicorn.conf.py (workers from cores and memory; each loads
