@@ -30,6 +30,10 @@ run: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The whole tree, with the ruff pinned in requirements.txt (rules in pyproject.toml).
+lint: install
+	$(VENV)/bin/ruff check .
+
 # Benchmarks (minutes; quiet machine wanted). BENCH_ARGS="--milvus-server http://127.0.0.1:19530"
 # adds a Milvus server; the report goes to BENCHMARKS.md and bench/out/report.json.
 bench: install
