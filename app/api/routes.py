@@ -77,7 +77,8 @@ def _serving_or_configured_encoder() -> Encoder:
 
 
 def _k(raw: Any) -> int:
-    return parse_k(raw, default=current_app.config["DEFAULT_K"], maximum=current_app.config["MAX_K"])
+    cfg = current_app.config
+    return parse_k(raw, default=cfg["DEFAULT_K"], maximum=cfg["MAX_K"])
 
 
 def _payload(result: SearchResult) -> dict[str, Any]:

@@ -21,7 +21,8 @@ gallery_cli = AppGroup("gallery", help="Add images to the gallery.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV of path,label[,metadata...] (paths relative to the CSV).")
-@click.option("--label-from-folder", is_flag=True, help="Use each image's folder name as its label.")
+@click.option("--label-from-folder", is_flag=True,
+              help="Use each image's folder name as its label.")
 @click.option("--batch-size", type=int, default=None, help="Images per model batch.")
 @click.option("--wait/--no-wait", default=True, help="Wait for the index to cover the new rows.")
 def gallery_add(paths: tuple[Path, ...], labels: Path | None, label_from_folder: bool,

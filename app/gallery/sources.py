@@ -54,7 +54,8 @@ class Labels:
                 raise BadRequest(f"{path}: every row needs at least path,label; got {row!r}.")
             extra = row[2:]
             meta = (
-                dict(zip(names[2:], extra)) if names else ({"extra": extra} if extra else {})
+                dict(zip(names[2:], extra, strict=False)) if names
+                else ({"extra": extra} if extra else {})
             )
             value = (row[1].strip(), meta)
             file_path = row[0].strip()

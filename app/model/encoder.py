@@ -283,7 +283,8 @@ def resolve_precision(precision: str | None, bf16: bool | None, device: str, *,
     """
     if precision and precision != "auto":
         if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
+            raise ValueError(
+                f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
         return precision
     if bf16 is None:
         bf16 = bf16_supported(device) and (transformer or device.startswith("cuda"))

@@ -140,7 +140,9 @@ def _as_dict(value: Any) -> dict[str, int] | None:
         return None
     if isinstance(value, dict):
         return {k: v for k, v in value.items() if v is not None}
-    return {k: v for k, v in vars(value).items() if v is not None} if hasattr(value, "__dict__") else None
+    if not hasattr(value, "__dict__"):
+        return None
+    return {k: v for k, v in vars(value).items() if v is not None}
 
 
 def _short_side_size(size: tuple[int, int], edge: int) -> tuple[int, int]:

@@ -50,7 +50,8 @@ def parse_k(raw: Any, *, default: int, maximum: int) -> int:
     try:
         k = int(str(raw).strip())
     except ValueError:
-        raise BadRequest(f"k must be a whole number from 1 to {maximum}; got {str(raw)[:20]!r}.") from None
+        raise BadRequest(
+            f"k must be a whole number from 1 to {maximum}; got {str(raw)[:20]!r}.") from None
     if not 1 <= k <= maximum:
         raise BadRequest(f"k must be from 1 to {maximum}; got {k}.")
     return k

@@ -68,7 +68,7 @@ def entry_from_row(row: dict[str, Any]) -> Entry:
     vector = row.get("vector")
     return Entry(
         id=str(row["id"]),
-        vector=np.asarray(vector, dtype=np.float32) if vector is not None else np.zeros(0, np.float32),
+        vector=np.zeros(0, np.float32) if vector is None else np.asarray(vector, np.float32),
         key=row["key"],
         label=row.get("label") or "",
         metadata=row.get("metadata") or {},

@@ -10,11 +10,9 @@ its vectors, so vectors from different models are never compared.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -129,7 +127,7 @@ class VectorStore:
     @milvus_call("creating a collection")
     def create_collection(self, stamp: ModelStamp, name: str | None = None) -> str:
         """A new, empty, indexed and loaded physical collection for ``stamp``'s vectors."""
-        name = name or f"{self.alias}_{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}"
+        name = name or f"{self.alias}_{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_LENGTH)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=stamp.dim)
@@ -148,7 +146,7 @@ class VectorStore:
             "model": stamp.name,
             "fingerprint": stamp.fingerprint,
             "dim": stamp.dim,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
         })
         self.client.create_collection(
             name, schema=schema, index_params=index, description=description,
@@ -411,4 +409,4 @@ class VectorStore:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
