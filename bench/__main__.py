@@ -24,15 +24,19 @@ SUITES = ("encoder", "search", "latency", "ingest")
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: proves the code runs")
-    parser.add_argument("--only", default=",".join(SUITES), help=f"comma list of {', '.join(SUITES)}")
-    parser.add_argument("--repeats", type=int, default=None, help="repeats per measure (default 3, quick 1)")
-    parser.add_argument("--milvus-server", default="", help="a Milvus server URI to measure besides Lite")
+    parser.add_argument("--only", default=",".join(SUITES),
+                        help=f"comma list of {', '.join(SUITES)}")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="repeats per measure (default 3, quick 1)")
+    parser.add_argument("--milvus-server", default="",
+                        help="a Milvus server URI to measure besides Lite")
     parser.add_argument("--sizes", default="", help="gallery sizes for the search suite")
     parser.add_argument("--gallery", type=int, default=0, help="gallery size for the latency suite")
     parser.add_argument("--ingest-photos", type=int, default=0, help="photos for the ingest suite")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile modes")
     parser.add_argument("--backends", default="lite,server",
-                        help="Milvus backends for the search and latency suites (server needs --milvus-server)")
+                        help="Milvus backends for the search and latency suites "
+                             "(server needs --milvus-server)")
     parser.add_argument("--update", action="store_true",
                         help="merge into the existing report.json instead of starting a new one "
                              "(to re-measure one suite or backend; the report lists every command)")
@@ -56,7 +60,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     cores = torch.get_num_threads()
     command = " ".join(["python -m bench", *sys.argv[1:]])
     results: dict[str, Any] = {"machine": machine(), "command": command,
-                               "quick": args.quick, "repeats": repeats, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+                               "quick": args.quick, "repeats": repeats,
+                               "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     previous = args.out / "report.json"
     if args.update and previous.is_file():
         # The header keeps the first run's command; what this one re-measures says
@@ -88,7 +93,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
             sizes = [int(s) for s in args.sizes.split(",") if s] or (
                 [500, 1_000] if args.quick else [10_000, 100_000, 1_000_000])
-            clients = {name: (MilvusClient(uri, timeout=600), name == "lite") for name, uri in backends.items()}
+            clients = {name: (MilvusClient(uri, timeout=600), name == "lite")
+                       for name, uri in backends.items()}
             run = stamp()
             search = search_scale.run(workdir, sizes=sizes, backends=clients,
                                       efs=[64] if args.quick else [64, 128, 256], quick=args.quick)
@@ -115,7 +121,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
             run = stamp()
             results["ingest"] = ingest_speed.run(workdir, uri=lite_uri,
-                                                 count=args.ingest_photos or (16 if args.quick else 512),
+                                                 count=args.ingest_photos
+                                                 or (16 if args.quick else 512),
                                                  repeats=repeats)
             results["ingest"]["run"] = run
             save(args, results)

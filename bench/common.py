@@ -73,7 +73,8 @@ def matmul_gflops(dtype: torch.dtype, *, size: int = 2048, reps: int = 5) -> flo
     return best
 
 
-def images_per_second(run: Callable[[], Any], count: int, *, warmup: int = 1, reps: int = 3) -> Stat:
+def images_per_second(run: Callable[[], Any], count: int, *, warmup: int = 1,
+                      reps: int = 3) -> Stat:
     """Throughput of ``run`` (which handles ``count`` images), median of ``reps`` runs."""
     for _ in range(warmup):
         run()

@@ -21,7 +21,8 @@ def photo_files(limit: int) -> list[bytes]:
         return files
     from skimage import data
 
-    names = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry"]
+    names = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
+             "immunohistochemistry"]
     photos = [Image.fromarray(getattr(data, name)()).convert("RGB") for name in names]
     while len(files) < limit:  # distinct files: each round is saved at another quality
         for photo in photos:

@@ -61,8 +61,8 @@ def measure_model(name: str, path: Path, images: list, batch_sizes: list[int], m
         for size in batch_sizes:
             pixels = encoder.preprocess(images[:size])
             entry["model_only"][size] = images_per_second(
-                lambda p=pixels: encoder.embed_pixels(p), size, reps=repeats).as_dict()
-        entry["pipeline"] = images_per_second(lambda: encoder.embed(images), len(images),
+                lambda p=pixels, e=encoder: e.embed_pixels(p), size, reps=repeats).as_dict()
+        entry["pipeline"] = images_per_second(lambda e=encoder: e.embed(images), len(images),
                                               reps=repeats).as_dict()
         result["modes"][mode] = entry
         peaks["fp32"].append(matmul_gflops(torch.float32))
@@ -101,7 +101,7 @@ def naive_pipeline(path: Path, images: list, repeats: int) -> Stat:
         with torch.no_grad():
             for image in images:
                 pixels = processor(images=image, return_tensors="pt")["pixel_values"]
-                model(pixel_values=pixels).pooler_output
+                _ = model(pixel_values=pixels).pooler_output
 
     return images_per_second(run, len(images), reps=repeats)
 

@@ -29,8 +29,8 @@ def prepare_gallery(uri: str, collection: str, model_dir: Path, size: int, workd
     """A serving collection of ``size`` vectors stamped with the model's identity."""
     encoder = Encoder.from_pretrained(str(model_dir))
     client = MilvusClient(uri, timeout=600)
-    store = VectorStore(client, collection, lite=str(client.get_server_version()).startswith("milvus_lite"),
-                        timeout=600)
+    lite = str(client.get_server_version()).startswith("milvus_lite")
+    store = VectorStore(client, collection, lite=lite, timeout=600)
     existing = store.resolve()
     if existing is not None and store.count() == size:
         # Loaded, with its index built: Milvus Lite rebuilds it after a restart,
@@ -48,7 +48,8 @@ def prepare_gallery(uri: str, collection: str, model_dir: Path, size: int, workd
     store.switch_to(physical)
 
 
-def run(workdir: Path, *, uri: str, backend: str, gallery: int, quick: bool, cores: int) -> dict[str, Any]:
+def run(workdir: Path, *, uri: str, backend: str, gallery: int, quick: bool,
+        cores: int) -> dict[str, Any]:
     model_dir = model_dirs(workdir)[VIT_S14]
     collection = f"benchhttp_{gallery}"
     prepare_gallery(uri, collection, model_dir, gallery, workdir)
@@ -58,7 +59,8 @@ def run(workdir: Path, *, uri: str, backend: str, gallery: int, quick: bool, cor
     images = photo_files(20)
     out: dict[str, Any] = {"backend": backend, "gallery": gallery, "model": VIT_S14}
     # Latency: one worker, all cores for the model, requests one at a time.
-    server = serve(env, workers=1, threads=4, torch_threads=cores, log=workdir / "gunicorn-latency.log")
+    server = serve(env, workers=1, threads=4, torch_threads=cores,
+                   log=workdir / "gunicorn-latency.log")
     try:
         out["startup"] = {"ready_s": server.ready_s, "worker_rss_mb": server.worker_rss_mb()}
         with behind_nginx(server, workdir / "nginx") as nginx:
@@ -71,10 +73,12 @@ def run(workdir: Path, *, uri: str, backend: str, gallery: int, quick: bool, cor
     finally:
         server.stop()
     # Concurrency: one worker per core, one torch thread each.
-    server = serve(env, workers=cores, threads=4, torch_threads=1, log=workdir / "gunicorn-conc.log")
+    server = serve(env, workers=cores, threads=4, torch_threads=1,
+                   log=workdir / "gunicorn-conc.log")
     try:
         out["concurrency_setup"] = {"workers": cores, "threads": 4, "torch_threads": 1,
-                                    "ready_s": server.ready_s, "worker_rss_mb": server.worker_rss_mb()}
+                                    "ready_s": server.ready_s,
+                                    "worker_rss_mb": server.worker_rss_mb()}
         out["concurrency"] = {
             clients: concurrency(server, images, clients, 2 if quick else 50)
             for clients in (1, 2, 4, 8)
@@ -142,7 +146,8 @@ def _latency_summary(parts: dict[str, list[float]]) -> dict[str, Any]:
     return out
 
 
-def concurrency(server: Server, images: list[bytes], clients: int, per_client: int) -> dict[str, Any]:
+def concurrency(server: Server, images: list[bytes], clients: int,
+                per_client: int) -> dict[str, Any]:
     latencies: list[float] = []
     embeds: list[float] = []
     errors: list[int] = []
@@ -170,11 +175,13 @@ def concurrency(server: Server, images: list[bytes], clients: int, per_client: i
     cpu_after = (sum(cpu_s(pid) for pid in workers), time.process_time(), *machine_cpu_s())
     worker_s, client_s, busy_s, idle_s = (b - a for a, b in zip(cpu_before, cpu_after, strict=True))
     per_request = 1000 / max(1, len(latencies))
-    return {"requests": len(latencies), "errors": len(errors), "requests_per_s": len(latencies) / elapsed,
+    return {"requests": len(latencies), "errors": len(errors),
+            "requests_per_s": len(latencies) / elapsed,
             "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
             "embed_p50_ms": percentile(embeds, 50),
             # Where the machine's CPU went, per request: the gunicorn workers, this
             # load client, everything else (the Milvus server), and cores left idle.
-            "cpu_ms_per_request": {"workers": worker_s * per_request, "client": client_s * per_request,
+            "cpu_ms_per_request": {"workers": worker_s * per_request,
+                                   "client": client_s * per_request,
                                    "other": max(0.0, busy_s - worker_s - client_s) * per_request,
                                    "idle": idle_s * per_request}}

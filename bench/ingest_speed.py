@@ -1,8 +1,8 @@
 """Suite 4: ingest throughput (files -> searchable rows) against the encoder alone.
 
 Both are measured in the same run on the same photos with the same model and
-batch size (the encoder's default): the encoder alone runs on already preprocessed batches; the ingest
-pipeline reads, hashes, decodes, thumbnails, stores, preprocesses, encodes,
+batch size (the encoder's default): the encoder alone runs on already preprocessed
+batches; the ingest pipeline reads, hashes, decodes, thumbnails, stores, preprocesses, encodes,
 inserts and finally builds the index. Peak memory is measured in subprocesses
 ingesting N and 3N photos: a streaming pipeline stays flat.
 """
@@ -61,7 +61,8 @@ def encoder_only(model_dir: Path, folder: Path, repeats: int) -> tuple[Stat, int
     encoder = Encoder.from_pretrained(str(model_dir))
     files = sorted(folder.iterdir())
     size = encoder.batch_size  # the ingest pipeline's batch size too
-    batches = [encoder.preprocess([imaging.decode(f.read_bytes()).image for f in files[i : i + size]])
+    batches = [encoder.preprocess([imaging.decode(f.read_bytes()).image
+                                   for f in files[i : i + size]])
                for i in range(0, len(files), size)]
     for batch in batches[:3]:  # warm-up
         encoder.embed_pixels(batch)
@@ -84,7 +85,7 @@ def run(workdir: Path, *, uri: str, count: int, repeats: int) -> dict[str, Any]:
         model.append(alone.median)
         seconds, added = ingest_once(model_dir, uri, folder, workdir)
         ingest.append(added / seconds)
-    ratios = [i / m for i, m in zip(ingest, model)]
+    ratios = [i / m for i, m in zip(ingest, model, strict=True)]
     return {
         "photos": count,
         "model": VIT_S14,

@@ -72,7 +72,8 @@ def run(workdir: Path, *, sizes: list[int], backends: dict[str, Any], efs: list[
         for size in sizes:
             vectors = largest[:size]
             exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
-            out["results"][f"{backend}/{size}"] = measure(client, lite, vectors, queries, exact, efs)
+            out["results"][f"{backend}/{size}"] = measure(client, lite, vectors, queries, exact,
+                                                          efs)
     return out
 
 
@@ -102,13 +103,14 @@ def measure(client: Any, lite: bool, vectors: np.ndarray, queries: np.ndarray, e
         store.params = IndexParams(ef=ef)
         store.search(queries[0], 10)  # warm
         latencies, recalls = [], []
-        for query, truth in zip(queries, exact):
+        for query, truth in zip(queries, exact, strict=True):
             start = time.perf_counter()
             hits = store.search(query, 10)
             latencies.append((time.perf_counter() - start) * 1000)
             found = {int(h.id, 16) for h in hits}
             recalls.append(len(found & set(truth.tolist())) / 10)
-        result["by_ef"][ef] = {"p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
+        result["by_ef"][ef] = {"p50_ms": percentile(latencies, 50),
+                               "p95_ms": percentile(latencies, 95),
                                "recall_at_10": float(np.mean(recalls))}
     client.release_collection(collection)
     client.drop_alias(alias)
