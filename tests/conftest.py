@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 MOBILENET = SHARED / "models" / "mobilenet_v2_1.0_224"
 GROCERY = SHARED / "datasets" / "grocery" / "dataset"
-PHOTO_NAMES = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry"]
+PHOTO_NAMES = ["astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
+               "immunohistochemistry"]
 
 
 @pytest.fixture(autouse=True)
@@ -127,7 +128,8 @@ def gallery_dir(tmp_path: Path, photos: dict[str, bytes]) -> Path:
     """A folder of photos, one sub-folder per label."""
     root = tmp_path / "gallery"
     for name, data in photos.items():
-        folder = root / ("space" if name in ("astronaut", "rocket", "hubble_deep_field") else "other")
+        space = name in ("astronaut", "rocket", "hubble_deep_field")
+        folder = root / ("space" if space else "other")
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{name}.jpg").write_bytes(data)
     return root

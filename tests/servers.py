@@ -84,7 +84,8 @@ def multipart(fields: Mapping[str, str],
 
     values: dict[str, object] = dict(fields)
     for name, (filename, data) in files.items():
-        values[name] = FileStorage(io.BytesIO(data), filename=filename, content_type="application/octet-stream")
+        values[name] = FileStorage(io.BytesIO(data), filename=filename,
+                                   content_type="application/octet-stream")
     boundary, body = encode_multipart(values)
     return body, f"multipart/form-data; boundary={boundary}"
 

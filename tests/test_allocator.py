@@ -41,7 +41,8 @@ def faults_per_round(mode: str) -> float:
     return float(out.stdout.strip())
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings are Linux-only")
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="glibc malloc settings are Linux-only")
 def test_freed_buffers_are_reused_instead_of_faulted_in_again() -> None:
     default, tuned = faults_per_round("default"), faults_per_round("tuned")
     assert default > 1000  # glibc maps and unmaps each buffer: the problem being fixed

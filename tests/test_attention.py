@@ -34,7 +34,8 @@ def test_matmul_attention_keeps_gradients(tiny_model_dir: Path) -> None:
     model.train()
     hidden = model(pixel_values=torch.randn(2, 3, 28, 28)).last_hidden_state
     (hidden * torch.randn_like(hidden)).sum().backward()  # a plain sum is constant after LayerNorm
-    queries = [p for name, p in model.named_parameters() if name.endswith("attention.q_proj.weight")]
+    queries = [p for name, p in model.named_parameters()
+               if name.endswith("attention.q_proj.weight")]
     assert queries and all(p.grad is not None and p.grad.abs().sum() > 0 for p in queries)
 
 

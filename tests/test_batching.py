@@ -64,7 +64,8 @@ def run_behind_a_busy_call(model: GatedModel, coalescer: Coalescer,
 def test_callers_waiting_on_a_busy_model_share_the_next_batch() -> None:
     model = GatedModel()
     coalescer = Coalescer(model, max_rows=8)
-    results = run_behind_a_busy_call(model, coalescer, [rows(10 * n, 10 * n + 1) for n in (1, 2, 3)])
+    results = run_behind_a_busy_call(model, coalescer,
+                                     [rows(10 * n, 10 * n + 1) for n in (1, 2, 3)])
     assert [r.ravel().tolist() for r in results] == [[1], [10, 11], [20, 21], [30, 31]]
     assert model.batches == [1, 6]
     assert (coalescer.calls, coalescer.rows) == (2, 7)

@@ -124,6 +124,7 @@ def test_workers_creating_the_first_collection_together_agree_on_one(lite_server
         thread.start()
     for thread in threads:
         thread.join()
-    created = [c for c in MilvusClient(lite_server, dedicated=True).list_collections() if c.startswith(alias)]
+    collections = MilvusClient(lite_server, dedicated=True).list_collections()
+    created = [c for c in collections if c.startswith(alias)]
     assert len(set(outcomes)) == 1 and outcomes[0] in created
     assert len(created) == 1

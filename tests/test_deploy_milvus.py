@@ -45,7 +45,8 @@ def lite_server(milvus_server: str) -> str:  # noqa: F811
 
 @pytest.fixture
 def store(milvus_server: str, collection_name: str) -> VectorStore:  # noqa: F811
-    store = VectorStore(MilvusClient(milvus_server, timeout=10, dedicated=True), collection_name, lite=False)
+    client = MilvusClient(milvus_server, timeout=10, dedicated=True)
+    store = VectorStore(client, collection_name, lite=False)
     store.ensure(test_vectors.STAMP)
     return store
 

@@ -55,7 +55,9 @@ def test_an_empty_batch_gives_an_empty_array(tiny_model_dir: Path) -> None:
     assert Encoder.from_pretrained(str(tiny_model_dir)).embed([]).shape[0] == 0
 
 
-def test_the_fingerprint_tells_different_weights_apart(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_the_fingerprint_tells_different_weights_apart(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
     from transformers import Dinov2Model
 
     model = Dinov2Model.from_pretrained(tiny_model_dir)
@@ -71,8 +73,9 @@ def test_the_fingerprint_tells_different_weights_apart(tiny_model_dir: Path, tmp
 def test_a_model_without_processor_config_uses_the_dinov2_recipe(tmp_path: Path) -> None:
     from transformers import Dinov2Config, Dinov2Model
 
-    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                             intermediate_size=64, patch_size=14, image_size=56)).save_pretrained(tmp_path)
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=64, patch_size=14, image_size=56)
+    Dinov2Model(config).save_pretrained(tmp_path)
     encoder = Encoder.from_pretrained(str(tmp_path))
     assert encoder.preprocess == Preprocess.default()
     assert encoder.embed([Image.new("RGB", (80, 60))]).shape == (1, 32)
@@ -140,10 +143,12 @@ def test_precision_auto_keeps_convolutional_models_in_fp32_on_the_cpu(tmp_path: 
     """bf16 moved MobileNetV2's embeddings to cosine 0.998 (BENCHMARKS.md): auto stays fp32."""
     from transformers import MobileNetV2Config, MobileNetV2Model
 
-    MobileNetV2Model(MobileNetV2Config(depth_multiplier=0.35, image_size=64)).save_pretrained(tmp_path)
+    config = MobileNetV2Config(depth_multiplier=0.35, image_size=64)
+    MobileNetV2Model(config).save_pretrained(tmp_path)
     encoder = Encoder.from_pretrained(str(tmp_path), precision="auto", device="cpu")
     assert encoder.precision == "fp32"
-    assert Encoder.from_pretrained(str(tmp_path), precision="bf16", device="cpu").precision == "bf16"
+    bf16 = Encoder.from_pretrained(str(tmp_path), precision="bf16", device="cpu")
+    assert bf16.precision == "bf16"
 
 
 def test_a_classifier_checkpoint_loads_its_backbone_without_a_load_report(

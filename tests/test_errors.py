@@ -80,8 +80,6 @@ def test_an_unknown_page_is_a_404_page(client) -> None:
 
 
 def test_milvus_down_is_a_503_and_the_app_recovers(make_app, photos, tmp_path) -> None:
-    from app.vectors.lite_server import _start
-
     port = _free_port()
     client = make_app(MILVUS_URI=f"http://127.0.0.1:{port}", MILVUS_TIMEOUT=3).test_client()
     response = upload(client, photos["coffee"])
@@ -139,8 +137,9 @@ def test_a_collection_of_a_model_that_cannot_be_loaded_is_refused_clearly(
     from transformers import Dinov2Config, Dinov2Model
 
     gone = tmp_path / "gone-model"
-    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                             intermediate_size=64, patch_size=14, image_size=56)).save_pretrained(gone)
+    config = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=64, patch_size=14, image_size=56)
+    Dinov2Model(config).save_pretrained(gone)
     make_app(MODEL=str(gone)).test_cli_runner().invoke(args=["gallery", "add", str(gallery_dir)])
     shutil.rmtree(gone)
     client = make_app().test_client()

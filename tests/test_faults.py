@@ -14,7 +14,8 @@ pytest_plugins = ["tests.admin_fixtures"]
 
 
 def upload(client, data: bytes, url: str = "/api/search"):  # type: ignore[no-untyped-def]
-    return client.post(url, data={"image": (io.BytesIO(data), "q.jpg")}, content_type="multipart/form-data")
+    return client.post(url, data={"image": (io.BytesIO(data), "q.jpg")},
+                       content_type="multipart/form-data")
 
 
 @pytest.fixture
@@ -25,7 +26,9 @@ def unwritable_instance(tmp_path: Path) -> Path:
     return blocker / "instance"
 
 
-def test_an_unwritable_instance_folder_gives_clear_503s(make_app, unwritable_instance, photos) -> None:
+def test_an_unwritable_instance_folder_gives_clear_503s(
+    make_app, unwritable_instance, photos
+) -> None:
     client = make_app(INSTANCE_PATH=str(unwritable_instance), MILVUS_URI="").test_client()
     response = upload(client, photos["coffee"])
     assert response.status_code == 503
@@ -52,8 +55,9 @@ def test_a_full_disk_while_storing_an_upload_is_a_503_and_leaves_nothing_half_wr
         raise OSError(errno.ENOSPC, "No space left on device", str(dst))
 
     monkeypatch.setattr("app.gallery.storage.os.replace", disk_full)
-    response = admin_client.post("/admin/gallery/upload", data={
-        "files": [(io.BytesIO(photos["rocket"]), "rocket.jpg")]}, content_type="multipart/form-data")
+    response = admin_client.post(
+        "/admin/gallery/upload", data={"files": [(io.BytesIO(photos["rocket"]), "rocket.jpg")]},
+        content_type="multipart/form-data")
     monkeypatch.setattr("app.gallery.storage.os.replace", real_replace)
     assert response.status_code == 503
     text = response.get_data(as_text=True)

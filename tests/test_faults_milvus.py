@@ -83,7 +83,8 @@ def test_milvus_stopped_during_searches_gives_quick_503s_and_the_app_recovers(
         assert top["metadata"]["source"] == "coffee.jpg" and top["score"] >= 0.99
         assert client.get("/api/health").status_code == 200
         print(f"\nMILVUS FAULT: {len(answers)} searches while stopping, "
-              f"{sum(1 for s, _ in answers if s == 503)} answered 503, slowest 503 {slowest:.2f} s; "
+              f"{sum(1 for s, _ in answers if s == 503)} answered 503, "
+              f"slowest 503 {slowest:.2f} s; "
               f"first success {time.monotonic() - restarted:.1f} s after the restart began")
     finally:
         server.stop()

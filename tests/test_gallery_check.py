@@ -62,7 +62,8 @@ def test_the_cli_reports_and_repairs(runner, gallery_dir, app) -> None:  # type:
     found = runner.invoke(args=["gallery", "check"])
     assert found.exit_code == 1 and "1 originals without a thumbnail" in found.output
     fixed = runner.invoke(args=["gallery", "check", "--repair"])
-    assert fixed.exit_code == 0 and "made 1 thumbnails" in fixed.output and "Consistent." in fixed.output
+    assert fixed.exit_code == 0
+    assert "made 1 thumbnails" in fixed.output and "Consistent." in fixed.output
 
 
 def test_webp_thumbnails_of_older_galleries_are_served_then_replaced_by_repair(  # type: ignore[no-untyped-def]

@@ -116,7 +116,8 @@ def test_an_interrupted_ingest_completes_on_rerun(services, gallery_dir: Path) -
             self.inner.put(name, data, content_type)
 
     with pytest.raises(StorageUnavailable):
-        Ingestor(encoder, vectors, FailingStore(images, 5), batch_size=2).run(collect([gallery_dir]))
+        ingestor = Ingestor(encoder, vectors, FailingStore(images, 5), batch_size=2)
+        ingestor.run(collect([gallery_dir]))
     partial = vectors.count()
     assert partial < 6
     report = Ingestor(encoder, vectors, images, batch_size=2).run(collect([gallery_dir]))

@@ -52,9 +52,11 @@ class Browser:
         page = self.request(path).body.decode()
         return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)[1]  # type: ignore[index]
 
-    def post(self, path: str, fields: dict[str, str], files: dict[str, tuple[str, bytes]] | None = None,
+    def post(self, path: str, fields: dict[str, str],
+             files: dict[str, tuple[str, bytes]] | None = None,
              token_from: str = "/admin/"):  # type: ignore[no-untyped-def]
-        body, content_type = multipart({"csrf_token": self.token(token_from), **fields}, files or {})
+        token = self.token(token_from)
+        body, content_type = multipart({"csrf_token": token, **fields}, files or {})
         return self.request(path, method="POST", body=body, content_type=content_type)
 
 
@@ -76,7 +78,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @pytest.mark.slow
-def test_searches_uploads_and_a_reindex_under_load(tiny_model_dir: Path, photos, tmp_path: Path) -> None:
+def test_searches_uploads_and_a_reindex_under_load(
+    tiny_model_dir: Path, photos, tmp_path: Path
+) -> None:
     from app.vectors.lite_server import stop_server
 
     gallery = tmp_path / "gallery"
@@ -99,7 +103,8 @@ def test_searches_uploads_and_a_reindex_under_load(tiny_model_dir: Path, photos,
         "GUNICORN_THREADS": "4",
     }, log=tmp_path / "gunicorn.log")
     executable = nginx_executable()
-    proxy = Nginx(executable, tmp_path / "nginx", upstream=f"127.0.0.1:{app.port}") if executable else None
+    proxy = Nginx(executable, tmp_path / "nginx",
+                  upstream=f"127.0.0.1:{app.port}") if executable else None
     try:
         app.start()
         added = app.flask("gallery", "add", str(gallery))
@@ -125,7 +130,8 @@ def test_searches_uploads_and_a_reindex_under_load(tiny_model_dir: Path, photos,
 
 def run_load(base: str, app: Gunicorn, photos: dict[str, bytes]) -> dict:  # type: ignore[type-arg]
     admin = Browser(base)
-    login = admin.post("/admin/login", {"username": "admin", "password": PASSWORD}, token_from="/admin/login")
+    login = admin.post("/admin/login", {"username": "admin", "password": PASSWORD},
+                       token_from="/admin/login")
     assert login.status in (302, 303), login.body[:300]
     searches, uploads = Tally(), Tally()
     queries = list(photos.values())
@@ -135,7 +141,8 @@ def run_load(base: str, app: Gunicorn, photos: dict[str, bytes]) -> dict:  # typ
         for i in range(SEARCHES_PER_CLIENT):
             if time.monotonic() > deadline:
                 return
-            body, content_type = multipart({"k": "5"}, {"image": ("q.jpg", queries[(offset + i) % len(queries)])})
+            query = queries[(offset + i) % len(queries)]
+            body, content_type = multipart({"k": "5"}, {"image": ("q.jpg", query)})
             start = time.perf_counter()
             try:
                 reply = fetch(base + "/api/search", method="POST", body=body,

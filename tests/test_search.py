@@ -44,7 +44,9 @@ def test_results_carry_links_labels_and_ranks(client, runner, gallery_dir: Path,
     assert image.data == photos["rocket"]
 
 
-def test_more_like_this_searches_by_key_and_leaves_the_query_out(client, runner, gallery_dir, photos) -> None:
+def test_more_like_this_searches_by_key_and_leaves_the_query_out(
+    client, runner, gallery_dir, photos
+) -> None:
     add_gallery(runner, gallery_dir)
     key = upload(client, photos["coffee"], k=1).get_json()["results"][0]["key"]
     body = client.get(f"/api/search?key={key}&k=5").get_json()
@@ -55,8 +57,8 @@ def test_more_like_this_searches_by_key_and_leaves_the_query_out(client, runner,
 
 def test_the_search_page_shows_a_ranked_grid(client, runner, gallery_dir: Path, photos) -> None:
     add_gallery(runner, gallery_dir)
-    page = client.post("/search", data={"image": (io.BytesIO(photos["chelsea"]), "cat.jpg"), "k": "5"},
-                       content_type="multipart/form-data")
+    query = {"image": (io.BytesIO(photos["chelsea"]), "cat.jpg"), "k": "5"}
+    page = client.post("/search", data=query, content_type="multipart/form-data")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert html.count('class="card"') == 5
@@ -72,7 +74,9 @@ def test_the_empty_gallery_page_says_how_to_add_images(client) -> None:
 
 
 @pytest.mark.slow
-def test_a_recompressed_cropped_copy_finds_its_original(make_app, mobilenet_dir, gallery_dir, photos) -> None:
+def test_a_recompressed_cropped_copy_finds_its_original(
+    make_app, mobilenet_dir, gallery_dir, photos
+) -> None:
     app = make_app(MODEL=str(mobilenet_dir))
     client, runner = app.test_client(), app.test_cli_runner()
     add_gallery(runner, gallery_dir)
@@ -92,12 +96,14 @@ def test_health_reports_model_milvus_and_storage(client) -> None:
     assert response.status_code == 200
     body = response.get_json()
     assert body["model"]["dim"] == 64 and body["model"]["dtype"] == "float32"
-    assert body["milvus"] == {"mode": "lite", "reachable": True, "collection": body["milvus"]["collection"],
-                              "gallery_size": 0}
+    assert body["milvus"] == {"mode": "lite", "reachable": True,
+                              "collection": body["milvus"]["collection"], "gallery_size": 0}
     assert body["storage"] == {"backend": "local", "reachable": True}
 
 
-def test_a_jpeg_with_a_png_name_and_a_png_upload_both_work(client, runner, gallery_dir, photos) -> None:
+def test_a_jpeg_with_a_png_name_and_a_png_upload_both_work(
+    client, runner, gallery_dir, photos
+) -> None:
     add_gallery(runner, gallery_dir)
     buffer = io.BytesIO()
     Image.open(io.BytesIO(photos["coffee"])).save(buffer, format="PNG")

@@ -9,7 +9,8 @@ import pytest
 from app.web.security import CONTENT_SECURITY_POLICY, InsecureConfig
 
 
-@pytest.mark.parametrize("url", ["/", "/api/health", "/nowhere", "/static/style.css", "/admin/login"])
+@pytest.mark.parametrize(
+    "url", ["/", "/api/health", "/nowhere", "/static/style.css", "/admin/login"])
 def test_security_headers_are_on_every_answer(client, url: str) -> None:
     response = client.get(url)
     response.close()  # static files are streamed from an open file

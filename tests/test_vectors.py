@@ -15,7 +15,8 @@ STAMP = ModelStamp("tiny", "f00d", 8)
 
 @pytest.fixture
 def store(lite_server: str, collection_name: str) -> VectorStore:
-    store = VectorStore(MilvusClient(lite_server, timeout=10, dedicated=True), collection_name, lite=True)
+    client = MilvusClient(lite_server, timeout=10, dedicated=True)
+    store = VectorStore(client, collection_name, lite=True)
     store.ensure(STAMP)
     return store
 
@@ -26,7 +27,8 @@ def unit(seed: int, dim: int = 8) -> np.ndarray:
 
 
 def entries(n: int) -> list[Entry]:
-    return [Entry(f"{i:064x}", unit(i), f"{i:064x}.jpg", f"label{i % 2}", {"n": i}) for i in range(n)]
+    return [Entry(f"{i:064x}", unit(i), f"{i:064x}.jpg", f"label{i % 2}", {"n": i})
+            for i in range(n)]
 
 
 def test_ensure_creates_a_collection_behind_the_alias(store: VectorStore) -> None:
