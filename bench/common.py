@@ -47,10 +47,6 @@ class Stat:
         return asdict(self)
 
 
-def repeat(measure: Callable[[], float], times: int) -> Stat:
-    return Stat.of([measure() for _ in range(times)])
-
-
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -73,7 +69,9 @@ def matmul_gflops(dtype: torch.dtype, *, size: int = 2048, reps: int = 5) -> flo
     return best
 
 
-def images_per_second(run: Callable[[], Any], count: int, *, warmup: int = 1, reps: int = 3) -> Stat:
+def images_per_second(
+    run: Callable[[], Any], count: int, *, warmup: int = 1, reps: int = 3
+) -> Stat:
     """Throughput of ``run`` (which handles ``count`` images), median of ``reps`` runs."""
     for _ in range(warmup):
         run()

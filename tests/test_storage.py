@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.exceptions import BadRequest, NotFound, StorageUnavailable
-from app.gallery.imaging import content_key
+from app.gallery.imaging import content_hash
 from app.gallery.storage import (
     ImageStore,
     LocalStore,
@@ -28,7 +28,7 @@ from tests.s3server import S3Server
 
 PNG = b"\x89PNG\r\n\x1a\n not really a png, the store does not care"
 WEBP = b"RIFF\x00\x00\x00\x00WEBP thumbnail bytes"
-KEY = content_key(PNG, "png")
+KEY = f"{content_hash(PNG)}.png"
 ORIGINAL = original_name(KEY)
 THUMB = thumb_name(KEY)
 BAD_NAMES = [
@@ -117,7 +117,7 @@ def test_get_of_a_missing_object_is_not_found(store: ImageStore) -> None:
 
 
 def test_names_lists_originals_and_thumbnails_apart(store: ImageStore) -> None:
-    other = original_name(content_key(WEBP, "webp"))
+    other = original_name(f"{content_hash(WEBP)}.webp")
     store.put(ORIGINAL, PNG, "image/png")
     store.put(other, WEBP, "image/webp")
     store.put(THUMB, WEBP, "image/webp")

@@ -72,11 +72,6 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def content_key(data: bytes, extension: str) -> str:
-    """The storage key of an image: its content hash plus the real extension."""
-    return f"{content_hash(data)}.{extension}"
-
-
 def is_valid_key(key: str) -> bool:
     return bool(KEY_PATTERN.fullmatch(key))
 

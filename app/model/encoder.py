@@ -178,10 +178,6 @@ class Encoder:
             self.precision]
 
     @property
-    def bf16(self) -> bool:
-        return self.precision != "fp32"
-
-    @property
     def fingerprint(self) -> str:
         """A short hash of every weight: tells whether two collections are comparable.
 
