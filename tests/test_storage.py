@@ -19,7 +19,6 @@ from app.gallery.storage import (
     LocalStore,
     MinioStore,
     connect_minio,
-    legacy_thumb_name,
     open_store,
     original_name,
     thumb_name,
@@ -40,7 +39,8 @@ BAD_NAMES = [
     "/etc/passwd",
     f"images/{KEY}\n",
     f"images/{KEY.upper()}",
-    f"thumbs/{KEY}",  # thumbnails are .jpg (or .webp from before)
+    f"thumbs/{KEY}",  # thumbnails are .jpg
+    f"thumbs/{KEY.removesuffix('.png')}.webp",
     "images/" + "a" * 4096 + ".png",
     "",
 ]
@@ -146,7 +146,6 @@ def test_ping_succeeds_on_a_working_store(store: ImageStore) -> None:
 def test_name_helpers_refuse_invalid_keys() -> None:
     assert original_name(KEY) == f"images/{KEY}"
     assert thumb_name(KEY) == f"thumbs/{KEY.removesuffix('.png')}.jpg"
-    assert legacy_thumb_name(KEY) == f"thumbs/{KEY.removesuffix('.png')}.webp"
     for bad in ("../x.png", KEY + "/", "abc.png"):
         with pytest.raises(BadRequest):
             original_name(bad)

@@ -28,8 +28,7 @@ class CheckReport:
     thumbs: int
     unindexed: list[str] = field(default_factory=list)  # originals (keys) without a row
     missing_originals: list[str] = field(default_factory=list)  # row ids without an original
-    # thumbnail names without an original, and WebP thumbnails from before JPEG ones
-    orphan_thumbs: list[str] = field(default_factory=list)
+    orphan_thumbs: list[str] = field(default_factory=list)  # thumbnails without an original
     missing_thumbs: list[str] = field(default_factory=list)  # original keys without a thumbnail
 
     @property
@@ -77,7 +76,6 @@ def repair(report: CheckReport, ingestor: Ingestor,
             continue
         images.put(thumb_name(key), imaging.thumbnail(decoded.image), imaging.THUMB_MIME)
         made += 1
-    # After the new thumbnails exist: a WebP one is served until its JPEG is made.
     for name in report.orphan_thumbs:
         images.delete(name)
     return RepairReport(indexed, len(report.missing_originals), len(report.orphan_thumbs), made)

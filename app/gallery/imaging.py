@@ -45,7 +45,7 @@ THUMB_SIZE = 256
 # Thumbnails are JPEG: made on the ingest hot path, where every millisecond of CPU
 # is taken from the model on a small server. On Grocery photos a 256 px JPEG
 # encodes in 0.2 ms against 2.4 ms for WebP (effort 2), for files ~35% larger
-# (15 KB). Galleries made with WebP thumbnails keep working (storage.py).
+# (15 KB).
 THUMB_MIME = "image/jpeg"
 THUMB_QUALITY = 82
 

@@ -2,8 +2,7 @@
 
 Both backends hold the same two kinds of object, named by content hash:
 ``images/<sha256>.<ext>`` for originals and ``thumbs/<sha256>.jpg`` for
-thumbnails (``thumbs/<sha256>.webp`` in galleries made before thumbnails were
-JPEG: still served, and replaced by ``flask gallery check --repair``). Every
+thumbnails. Every
 name is checked against exactly those two patterns before it touches a folder
 or a bucket, so nothing taken from a request (``../``, NUL, absolute paths) can
 ever reach the filesystem or another object.
@@ -38,7 +37,7 @@ from app.gallery.imaging import is_valid_key
 ORIGINALS = "images/"
 THUMBS = "thumbs/"
 _NAME_PATTERN = re.compile(
-    r"images/[0-9a-f]{64}\.(?:jpg|png|webp|gif|bmp|tiff)|thumbs/[0-9a-f]{64}\.(?:jpg|webp)"
+    r"images/[0-9a-f]{64}\.(?:jpg|png|webp|gif|bmp|tiff)|thumbs/[0-9a-f]{64}\.jpg"
 )
 # Config-given S3 key prefixes: plain path segments, never "." or "..".
 _PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
@@ -74,11 +73,6 @@ def thumb_name(key: str) -> str:
     if not is_valid_key(key):
         raise BadRequest("This is not a valid image key.")
     return f"{THUMBS}{key.split('.', 1)[0]}.jpg"
-
-
-def legacy_thumb_name(key: str) -> str:
-    """Where galleries made before JPEG thumbnails keep theirs (WebP)."""
-    return thumb_name(key).removesuffix(".jpg") + ".webp"
 
 
 def check_name(name: str) -> str:
