@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from flask import Flask, current_app, g
 
@@ -99,8 +98,7 @@ def build_encoder(app: Flask, model: str | None = None) -> Encoder:
     return Encoder.from_pretrained(
         model or str(cfg["MODEL"]),
         device=cfg["DEVICE"] or None,
-        bf16=cfg["BF16"],
-        precision=None if cfg["BF16"] is not None else str(cfg["PRECISION"]),
+        precision=str(cfg["PRECISION"]),
         compile=bool(cfg["COMPILE"]),
         threads=int(cfg["THREADS"]) or None,
         batch_size=int(cfg["BATCH_SIZE"]),

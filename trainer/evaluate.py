@@ -42,9 +42,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--ef", type=int, default=128, help="HNSW search breadth (app default)")
     parser.add_argument("--grid", type=int, default=8, help="queries in the retrieval grid")
     parser.add_argument("--device", default="")
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                        help="as the app's LOOKALIKE_BF16 (default: bf16 weights where the "
-                             "hardware is fast at them)")
+    parser.add_argument("--precision", default="auto",
+                        help="auto, fp32, bf16 or bf16-autocast, as the app's LOOKALIKE_PRECISION "
+                             "(auto: bf16 weights where the hardware is fast at them)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
     return parser
@@ -71,7 +71,8 @@ def evaluate_model(model: str, dataset: Dataset, args: argparse.Namespace, *,
         raise ValueError(f"{dataset.source} has no query/gallery split to evaluate on.")
     with tempfile.TemporaryDirectory(prefix="lookalike-eval-") as tmp:
         model_dir = _as_model_dir(model, Path(tmp) / "model")
-        encoder = Encoder.from_pretrained(model_dir, device=args.device or None, bf16=args.bf16,
+        encoder = Encoder.from_pretrained(model_dir, device=args.device or None,
+                                          precision=args.precision,
                                           threads=args.threads or None,
                                           batch_size=args.batch_size)
         started = time.monotonic()

@@ -97,13 +97,12 @@ class Encoder:
         head: ProjectionHead | None = None,
         name: str = "",
         device: str = "cpu",
-        bf16: bool | None = None,
-        precision: str | None = None,
+        precision: str = "auto",
         compile: bool = False,
         batch_size: int | None = None,
     ) -> None:
         transformer = hasattr(getattr(backbone, "config", None), "num_attention_heads")
-        self.precision = resolve_precision(precision, bf16, device, transformer=transformer)
+        self.precision = resolve_precision(precision, device, transformer=transformer)
         self.backbone = backbone.eval().to(device)
         if not device.startswith("cuda"):
             use_matmul_attention(self.backbone)
@@ -134,8 +133,7 @@ class Encoder:
         id_or_dir: str = DEFAULT_MODEL,
         *,
         device: str | None = None,
-        bf16: bool | None = None,
-        precision: str | None = None,
+        precision: str = "auto",
         compile: bool = False,
         threads: int | None = None,
         batch_size: int | None = None,
@@ -146,12 +144,12 @@ class Encoder:
         (app/main_thread.py: no OpenMP pool outlives it).
         """
         return main_thread.in_passing_thread(lambda: cls._load(
-            id_or_dir, device=device, bf16=bf16, precision=precision, compile=compile,
+            id_or_dir, device=device, precision=precision, compile=compile,
             threads=threads, batch_size=batch_size))
 
     @classmethod
-    def _load(cls, id_or_dir: str, *, device: str | None, bf16: bool | None,
-              precision: str | None, compile: bool, threads: int | None,
+    def _load(cls, id_or_dir: str, *, device: str | None,
+              precision: str, compile: bool, threads: int | None,
               batch_size: int | None) -> Encoder:
         if threads:
             torch.set_num_threads(threads)
@@ -163,7 +161,7 @@ class Encoder:
         if manifest is not None:
             head = load_head(directory, manifest)
         return cls(backbone, preprocess, head=head, name=id_or_dir, device=device,
-                   bf16=bf16, precision=precision, compile=compile, batch_size=batch_size)
+                   precision=precision, compile=compile, batch_size=batch_size)
 
     @property
     def dim(self) -> int:
@@ -232,9 +230,8 @@ class Encoder:
 PRECISIONS = ("fp32", "bf16", "bf16-autocast")
 
 
-def resolve_precision(precision: str | None, bf16: bool | None, device: str, *,
-                      transformer: bool = True) -> str:
-    """``precision`` wins; else ``bf16`` (None = auto, False = fp32, True = bf16 weights).
+def resolve_precision(precision: str, device: str, *, transformer: bool = True) -> str:
+    """One of PRECISIONS: ``precision`` itself, or what ``auto`` picks on ``device``.
 
     ``auto`` means bf16 weights where bf16 is fast and keeps the embeddings. Measured
     on a Zen 5 CPU (BENCHMARKS.md): ViT-S/14 runs ~3.4x faster than fp32 with
@@ -242,13 +239,13 @@ def resolve_precision(precision: str | None, bf16: bool | None, device: str, *,
     0.998 and loses 0.6 points of Grocery Recall@1, so convolutional backbones stay
     fp32 on the CPU unless asked.
     """
-    if precision and precision != "auto":
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision in PRECISIONS:
         return precision
-    if bf16 is None:
-        bf16 = bf16_supported(device) and (transformer or device.startswith("cuda"))
-    return "bf16" if bf16 else "fp32"
+    if precision != "auto":
+        raise ValueError(
+            f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    fast = bf16_supported(device) and (transformer or device.startswith("cuda"))
+    return "bf16" if fast else "fp32"
 
 
 def fingerprint_of(*modules: nn.Module | None) -> str:
