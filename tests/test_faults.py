@@ -68,7 +68,8 @@ def test_a_full_disk_while_storing_an_upload_is_a_503_and_leaves_nothing_half_wr
 
 
 def test_the_local_store_reports_an_unwritable_folder(unwritable_instance) -> None:
-    from app.gallery.storage import LocalStore, original_name
+    from app.gallery.keys import original_name
+    from app.gallery.storage import LocalStore
 
     store = LocalStore(unwritable_instance / "images")
     with pytest.raises(StorageUnavailable, match="not writable|cannot"):

@@ -9,8 +9,8 @@ import pytest
 from app.gallery import imaging
 from app.gallery.check import check, repair
 from app.gallery.ingest import Ingestor
+from app.gallery.keys import original_name, thumb_name
 from app.gallery.sources import collect
-from app.gallery.storage import original_name, thumb_name
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.gallery.storage import original_name
+from app.gallery.keys import original_name
 from app.jobs import launch
 from app.jobs.state import JobFiles, JobRunning, JobState, acquire, release, try_lock
 from tests.admin_fixtures import jpeg, log_in, tiny_model, upload, wait_for_job

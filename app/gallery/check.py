@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from app.exceptions import InvalidImage, NotFound
 from app.gallery import imaging
 from app.gallery.ingest import Ingestor, Report
+from app.gallery.keys import ORIGINALS, THUMBS, key_id, original_name, thumb_name
 from app.gallery.sources import Source
-from app.gallery.storage import ORIGINALS, THUMBS, ImageStore, original_name, thumb_name
+from app.gallery.storage import ImageStore
 from app.vectors.store import VectorStore
 
 
@@ -50,7 +51,7 @@ def check(vectors: VectorStore, images: ImageStore) -> CheckReport:
     rows = {entry.id: entry.key for entry in vectors.iterate()}
     originals = {name[len(ORIGINALS):] for name in images.names(ORIGINALS)}
     thumbs = set(images.names(THUMBS))
-    by_hash = {key.split(".", 1)[0]: key for key in originals}
+    by_hash = {key_id(key): key for key in originals}
     expected_thumbs = {thumb_name(key): key for key in originals}
     return CheckReport(
         rows=len(rows),

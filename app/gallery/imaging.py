@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 import warnings
 from dataclasses import dataclass
 
@@ -35,7 +34,6 @@ MIME_TYPES: dict[str, str] = {
     "bmp": "image/bmp",
     "tiff": "image/tiff",
 }
-KEY_PATTERN = re.compile(r"^[0-9a-f]{64}\.(?:jpg|png|webp|gif|bmp|tiff)$")
 DEFAULT_MAX_PIXELS = 50_000_000
 # JPEGs are decoded at a reduced DCT scale when both sides stay at least this
 # large: the encoder and the thumbnails never need more, and a 24 MP photo then
@@ -70,10 +68,6 @@ class DecodedImage:
 def content_hash(data: bytes) -> str:
     """The sha256 of the file's bytes: the identity of an image everywhere."""
     return hashlib.sha256(data).hexdigest()
-
-
-def is_valid_key(key: str) -> bool:
-    return bool(KEY_PATTERN.fullmatch(key))
 
 
 def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:

@@ -31,9 +31,10 @@ from PIL import Image
 
 from app.exceptions import BadRequest, InvalidImage, NotFound
 from app.gallery import imaging
+from app.gallery.keys import original_name, thumb_name
 from app.gallery.prefetch import prefetch
 from app.gallery.sources import Source
-from app.gallery.storage import ImageStore, original_name, thumb_name
+from app.gallery.storage import ImageStore
 from app.model.encoder import Encoder
 from app.vectors.records import Entry
 from app.vectors.store import VectorStore

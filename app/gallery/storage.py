@@ -32,13 +32,8 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 from urllib3.util import Retry, Timeout
 
 from app.exceptions import BadRequest, NotFound, StorageUnavailable
-from app.gallery.imaging import is_valid_key
+from app.gallery.keys import ORIGINALS, THUMBS, is_stored_name
 
-ORIGINALS = "images/"
-THUMBS = "thumbs/"
-_NAME_PATTERN = re.compile(
-    r"images/[0-9a-f]{64}\.(?:jpg|png|webp|gif|bmp|tiff)|thumbs/[0-9a-f]{64}\.jpg"
-)
 # Config-given S3 key prefixes: plain path segments, never "." or "..".
 _PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _BUCKET_PATTERN = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -61,23 +56,9 @@ class ImageStore(Protocol):
     def ping(self) -> None: ...
 
 
-def original_name(key: str) -> str:
-    """The object name of a gallery original, from its content key."""
-    if not is_valid_key(key):
-        raise BadRequest("This is not a valid image key.")
-    return ORIGINALS + key
-
-
-def thumb_name(key: str) -> str:
-    """The object name of an image's thumbnail; thumbnails are always JPEG."""
-    if not is_valid_key(key):
-        raise BadRequest("This is not a valid image key.")
-    return f"{THUMBS}{key.split('.', 1)[0]}.jpg"
-
-
 def check_name(name: str) -> str:
     """Return ``name`` if it is an original's or a thumbnail's name, else refuse it."""
-    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
+    if not is_stored_name(name):
         raise BadRequest("This is not the name of a stored image.")
     return name
 
@@ -145,7 +126,7 @@ class LocalStore:
             with os.scandir(folder) as entries:
                 for entry in entries:
                     name = prefix + entry.name
-                    if _NAME_PATTERN.fullmatch(name) and entry.is_file():
+                    if is_stored_name(name) and entry.is_file():
                         yield name
 
     def ping(self) -> None:
@@ -254,7 +235,7 @@ class MinioStore:
         with self._errors():
             for item in self.client.list_objects(self.bucket, prefix=listing, recursive=True):
                 name = item.object_name[len(self.prefix) :]
-                if _NAME_PATTERN.fullmatch(name):
+                if is_stored_name(name):
                     yield name
 
     def ping(self) -> None:

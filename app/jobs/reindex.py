@@ -33,8 +33,9 @@ from typing import Any
 from app.exceptions import BadRequest, LookalikeError, NotFound
 from app.gallery import imaging
 from app.gallery.ingest import REJECTED, Ingestor, Outcome
+from app.gallery.keys import key_id, original_name
 from app.gallery.sources import Source
-from app.gallery.storage import ImageStore, original_name
+from app.gallery.storage import ImageStore
 from app.jobs.state import MAX_REASONS, JobFiles, JobState, gallery_frozen
 from app.model.encoder import Encoder
 from app.serving import stamp_of
@@ -101,7 +102,7 @@ class Progress:
         done, failed, failures = state.done + 1, state.failed, state.failures
         if outcome.status == REJECTED:
             failed += 1
-            self.failed_ids.add(outcome.name.split(".", 1)[0])
+            self.failed_ids.add(key_id(outcome.name))
             if len(failures) < MAX_REASONS:
                 failures = (*failures, f"{outcome.name}: {outcome.reason}")
         elapsed = time.monotonic() - self._encode_started
