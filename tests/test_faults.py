@@ -51,10 +51,10 @@ def test_a_full_disk_while_storing_an_upload_is_a_503_and_leaves_nothing_half_wr
     def disk_full(src, dst):  # type: ignore[no-untyped-def]
         raise OSError(errno.ENOSPC, "No space left on device", str(dst))
 
-    monkeypatch.setattr("app.gallery.storage.os.replace", disk_full)
+    monkeypatch.setattr("app.files.os.replace", disk_full)
     response = admin_client.post("/admin/gallery/upload", data={
         "files": [(io.BytesIO(photos["rocket"]), "rocket.jpg")]}, content_type="multipart/form-data")
-    monkeypatch.setattr("app.gallery.storage.os.replace", real_replace)
+    monkeypatch.setattr("app.files.os.replace", real_replace)
     assert response.status_code in (200, 503)
     text = response.get_data(as_text=True)
     assert "No space left" in text or "not writable" in text or "rejected" in text.lower()

@@ -32,6 +32,7 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 from urllib3.util import Retry, Timeout
 
 from app.exceptions import BadRequest, NotFound, StorageUnavailable
+from app.files import atomic_write
 from app.gallery.keys import ORIGINALS, THUMBS, is_stored_name
 
 # Config-given S3 key prefixes: plain path segments, never "." or "..".
@@ -82,19 +83,7 @@ class LocalStore:
         """Write atomically (temporary file + rename): readers never see half a file."""
         path = self.root / check_name(name)
         with self._errors("is not writable"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as file:
-                    file.write(data)
-                    file.flush()
-                    os.fsync(file.fileno())
-                    # mkstemp makes files 0600, which would hide them from a web server.
-                    os.fchmod(file.fileno(), 0o644)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(path, data)
 
     def get(self, name: str) -> bytes:
         path = self.root / check_name(name)
