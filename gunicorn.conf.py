@@ -40,6 +40,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from app.config import DEFAULT_MODEL
+
 MiB = 1024 * 1024
 RUNTIME_BYTES = 600 * MiB  # torch + transformers + Flask + gRPC, per worker
 UNKNOWN_MODEL_BYTES = 1024 * MiB  # a hub model not downloaded yet
@@ -118,7 +120,7 @@ def on_gpu() -> bool:
 def plan() -> dict[str, Any]:
     """Workers, threads and torch threads for this machine and model."""
     cpus = usable_cpus()
-    model = os.environ.get("LOOKALIKE_MODEL", "facebook/dinov2-small").strip('"')
+    model = os.environ.get("LOOKALIKE_MODEL", DEFAULT_MODEL).strip('"')
     per_worker = worker_memory(model)
     memory = available_memory()
     by_cpu = max(1, cpus // CORES_PER_WORKER)

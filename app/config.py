@@ -13,6 +13,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEV_SECRET_KEY = "dev-only-not-secret"
+DEFAULT_MODEL = "facebook/dinov2-small"  # the encoder when LOOKALIKE_MODEL is not set
 
 
 class Config:
@@ -20,7 +21,7 @@ class Config:
 
     SECRET_KEY = DEV_SECRET_KEY
     # The encoder: an HF hub id or a local model directory (e.g. a trainer export).
-    MODEL = "facebook/dinov2-small"
+    MODEL = DEFAULT_MODEL
     DEVICE = ""  # "" = CUDA when available, else CPU
     # auto = bf16 weights where the hardware has fast bf16 (AVX512-BF16/AMX, Ampere+),
     # else fp32; or fp32, bf16, bf16-autocast. (BF16, deprecated: see resolve_aliases.)

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from app.config import DEFAULT_MODEL
 from app.exceptions import ModelLoadError
 from app.model import main_thread
 from app.model.allocator import keep_buffers_mapped
@@ -26,8 +27,6 @@ from app.model.preprocess import Preprocess
 from app.model.projection import ProjectionHead, load_head, read_manifest
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "facebook/dinov2-small"
 
 
 def bf16_supported(device: str) -> bool:
