@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from app.config import Config
 from trainer import metrics
 from trainer.data import Dataset, Sample, load_dataset
 from trainer.report import write_report
@@ -39,7 +40,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--baseline", default="",
                         help="a report folder or model to compare with (before fine-tuning)")
     parser.add_argument("--no-milvus", action="store_true", help="exact search only")
-    parser.add_argument("--ef", type=int, default=128, help="HNSW search breadth (app default)")
+    parser.add_argument("--ef", type=int, default=Config.SEARCH_EF,
+                        help="HNSW search breadth (app default)")
     parser.add_argument("--grid", type=int, default=8, help="queries in the retrieval grid")
     parser.add_argument("--device", default="")
     parser.add_argument("--precision", default="auto",

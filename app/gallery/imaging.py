@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from app.config import Config
 from app.exceptions import ImageTooLarge, InvalidImage, UnsupportedImage
 
 # The formats we accept, as Pillow names them, and the extension we store them under.
@@ -34,7 +35,6 @@ MIME_TYPES: dict[str, str] = {
     "bmp": "image/bmp",
     "tiff": "image/tiff",
 }
-DEFAULT_MAX_PIXELS = 50_000_000
 # JPEGs are decoded at a reduced DCT scale when both sides stay at least this
 # large: the encoder and the thumbnails never need more, and a 24 MP photo then
 # decodes several times faster.
@@ -70,7 +70,7 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def decode(data: bytes, *, max_pixels: int = Config.MAX_IMAGE_PIXELS) -> DecodedImage:
     """Decode file bytes into an RGB image, or raise a clear domain error.
 
     The pixel count is checked from the header, before any pixel is decoded, so

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from app.config import Config
 from app.exceptions import BadRequest, InvalidImage, NotFound
 from app.gallery import imaging
 from app.gallery.keys import original_name, thumb_name
@@ -100,7 +101,7 @@ class Ingestor:
         images: ImageStore,
         *,
         batch_size: int = 0,
-        max_pixels: int = imaging.DEFAULT_MAX_PIXELS,
+        max_pixels: int = Config.MAX_IMAGE_PIXELS,
         collection: str | None = None,
         skip_existing: bool = True,
         store_images: bool = True,

@@ -30,8 +30,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from app.config import Config
 from app.exceptions import BadRequest, LookalikeError, NotFound
-from app.gallery import imaging
 from app.gallery.ingest import REJECTED, Ingestor, Outcome
 from app.gallery.keys import key_id, original_name
 from app.gallery.sources import Source
@@ -149,7 +149,7 @@ class Reindexer:
         load: Callable[[str], Encoder],
         progress: Progress,
         batch_size: int = 0,
-        max_pixels: int = imaging.DEFAULT_MAX_PIXELS,
+        max_pixels: int = Config.MAX_IMAGE_PIXELS,
     ) -> None:
         self.vectors = vectors  # reached through the serving alias
         self.images = images

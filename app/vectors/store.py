@@ -10,16 +10,15 @@ its vectors, so vectors from different models are never compared.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
+from app.config import Config
 from app.exceptions import CollectionMismatch, NotFound
 from app.vectors.calls import milvus_call
 from app.vectors.records import (
@@ -59,7 +58,7 @@ class VectorStore:
         *,
         params: IndexParams | None = None,
         lite: bool = False,
-        timeout: float = 10.0,
+        timeout: float = Config.MILVUS_TIMEOUT,
     ) -> None:
         self.client = client
         self.alias = alias
