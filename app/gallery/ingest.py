@@ -19,7 +19,6 @@ batches are in flight.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -36,6 +35,7 @@ from app.gallery.keys import original_name, thumb_name
 from app.gallery.prefetch import prefetch
 from app.gallery.sources import Source
 from app.gallery.storage import ImageStore
+from app.model.cpus import available_cpus
 from app.model.encoder import Encoder
 from app.vectors.records import Entry
 from app.vectors.store import VectorStore
@@ -133,7 +133,7 @@ class Ingestor:
                                name="ingest-prefetch")
             yield from self._insert_all(batches)
             return
-        workers = max(2, _usable_cpus())
+        workers = max(2, available_cpus())
         with ThreadPoolExecutor(workers, thread_name_prefix="ingest-prepare") as pool:
             yield from self._insert_all(self._prepare_batches(sources, pool.map))
 
@@ -229,11 +229,7 @@ class Ingestor:
 
 def _model_leaves_cpu_free(encoder: Encoder) -> bool:
     """A GPU model, or fewer torch threads than usable cores: preparing can overlap."""
-    return not encoder.device.startswith("cpu") or torch.get_num_threads() < _usable_cpus()
-
-
-def _usable_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return not encoder.device.startswith("cpu") or torch.get_num_threads() < available_cpus()
 
 
 def _metadata(source: Source) -> dict[str, Any]:
