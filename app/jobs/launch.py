@@ -50,12 +50,10 @@ def start(app: Flask, kind: str, *, user: str) -> JobState:
     try:
         files.clear_cancel()
         files.write(state)
-        command = [sys.executable, "-m", "flask", "--app", "app:create_app()", "index",
-                   COMMANDS[kind], "--lock-fd", str(fd), "--job-id", state.id, "--user", user]
         with open(files.log, "ab") as output:
             child = subprocess.Popen(
-                command, cwd=_root(), env=child_env(app), stdin=subprocess.DEVNULL,
-                stdout=output, stderr=subprocess.STDOUT, pass_fds=(fd,),
+                job_command(kind, fd, state.id, user), cwd=_root(), env=child_env(app),
+                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, pass_fds=(fd,),
                 start_new_session=True,  # survives the request, the worker and its ^C
             )
         _CHILDREN.append(child)
@@ -70,6 +68,12 @@ def start(app: Flask, kind: str, *, user: str) -> JobState:
         return state
     finally:
         release(fd)  # the child holds the lock from here on
+
+
+def job_command(kind: str, lock_fd: int, job_id: str, user: str) -> list[str]:
+    """The job process's command line: ``flask index rebuild|rollback`` with the lock."""
+    return [sys.executable, "-m", "flask", "--app", "app:create_app()", "index",
+            COMMANDS[kind], "--lock-fd", str(lock_fd), "--job-id", job_id, "--user", user]
 
 
 def run_here(

@@ -22,7 +22,6 @@ that built the previous collection.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -48,17 +47,6 @@ log = logging.getLogger(__name__)
 WRITE_INTERVAL = 0.25  # seconds between progress writes (phase changes are written at once)
 CANCEL_CHECK_INTERVAL = 0.5
 WAITING = "waiting for uploads in progress to finish"
-
-
-def fault_pause(phase: str) -> None:
-    """Fault injection for tests: ``LOOKALIKE_FAULT_PAUSE=phase:seconds`` holds the job
-    in ``phase`` (``encoding`` is held half-way through) so that a test can kill it
-    exactly there. Unset in normal use; costs one environment read per phase."""
-    spec = os.environ.get("LOOKALIKE_FAULT_PAUSE", "")
-    name, _, seconds = spec.partition(":")
-    if spec and name == phase:
-        log.warning("fault injection: holding the job in phase %s for %s s", phase, seconds)
-        time.sleep(float(seconds or 60))
 
 
 class Progress:
@@ -87,8 +75,6 @@ class Progress:
             self._encode_started = time.monotonic()
         self._state = replace(self._state, **changes)
         self._write()
-        if "phase" in changes and changes["phase"] != "encoding":
-            fault_pause(changes["phase"])
         return self._state
 
     def finish(self, phase: str, **changes: Any) -> JobState:
@@ -112,9 +98,6 @@ class Progress:
             self._write()
         elif self._on_change:
             self._on_change(self._state)
-        if done * 2 >= state.total and (done - 1) * 2 < state.total:
-            self._write()
-            fault_pause("encoding")  # half-way through: rows written, more to come
 
     def cancelled(self) -> bool:
         if self.signalled:
