@@ -43,6 +43,7 @@ from app.vectors.store import VectorStore
 log = logging.getLogger(__name__)
 
 _Map = Callable[..., Iterable[Any]]  # map, or a thread pool's map
+_Loaded = tuple[Source, bytes, str]  # a source, its bytes and their content hash
 
 ADDED, DUPLICATE, REJECTED = "added", "duplicate", "rejected"
 
@@ -155,48 +156,12 @@ class Ingestor:
             yield self._prepare(chunk, seen, each)
 
     def _prepare(self, chunk: list[Source], seen: set[str], each: _Map) -> _Batch:
-        """One batch: sources read in order, then each new image made ready by ``each``
-        (``map``, or a thread pool's)."""
-        preprocess = self.encoder.preprocess
+        """One batch: sources read in order, duplicates set apart, then each new image
+        made ready by ``each`` (``map``, or a thread pool's)."""
         outcomes: list[Outcome] = []
-        loaded: list[tuple[Source, bytes, str]] = []
-        for source in chunk:
-            try:
-                data = source.read()
-            except (OSError, BadRequest) as exc:
-                outcomes.append(Outcome(source.name, REJECTED, reason=_reason(exc)))
-                continue
-            loaded.append((source, data, imaging.content_hash(data)))
-        known = self.vectors.existing({h for _, _, h in loaded}, self.collection) \
-            if self.skip_existing else set()
-        new, copies = [], {}  # copies: later sources with the bytes of a new one
-        for source, data, digest in loaded:
-            if digest in known or digest in seen:
-                outcomes.append(Outcome(source.name, DUPLICATE, key=digest))
-            elif digest in copies:
-                copies[digest].append(source)
-            else:
-                copies[digest] = []
-                new.append((source, data, digest))
-
-        def ready(item: tuple[Source, bytes, str]) -> tuple[_Prepared, Image.Image] | Outcome:
-            source, data, digest = item
-            try:
-                image = imaging.decode(data, max_pixels=self.max_pixels)
-            except InvalidImage as exc:
-                return Outcome(source.name, REJECTED, reason=exc.message)
-            key = f"{digest}.{image.extension}"
-            # One resize for the encoder and the thumbnail, when the encoder's keeps
-            # the aspect and still covers the thumbnail: half the CPU of a photo here.
-            small = preprocess.resize(image.image)
-            if self.store_images:
-                thumb_from = small if preprocess.shrinks_keeping_aspect(
-                    image.image, imaging.THUMB_SIZE) else image.image
-                self.store(key, data, image, thumb_from)
-            return _Prepared(source, digest, key), small
-
+        new, copies = self._new_images(self._read(chunk, outcomes), seen, outcomes)
         items, resized = [], []
-        for (_, _, digest), result in zip(new, each(ready, new), strict=True):
+        for (_, _, digest), result in zip(new, each(self._ready, new), strict=True):
             if isinstance(result, Outcome):  # rejected: so is every copy
                 outcomes.append(result)
                 outcomes += [replace(result, name=s.name) for s in copies[digest]]
@@ -205,8 +170,60 @@ class Ingestor:
             items.append(result[0])
             resized.append(result[1])
             outcomes += [Outcome(s.name, DUPLICATE, key=digest) for s in copies[digest]]
-        pixels = preprocess.finish(resized) if resized else None
+        pixels = self.encoder.preprocess.finish(resized) if resized else None
         return _Batch(items, pixels, outcomes)
+
+    def _read(self, chunk: list[Source], outcomes: list[Outcome]) -> list[_Loaded]:
+        """Each source's bytes and content hash; an unreadable source is rejected."""
+        loaded: list[_Loaded] = []
+        for source in chunk:
+            try:
+                data = source.read()
+            except (OSError, BadRequest) as exc:
+                outcomes.append(Outcome(source.name, REJECTED, reason=_reason(exc)))
+                continue
+            loaded.append((source, data, imaging.content_hash(data)))
+        return loaded
+
+    def _new_images(
+        self, loaded: list[_Loaded], seen: set[str], outcomes: list[Outcome]
+    ) -> tuple[list[_Loaded], dict[str, list[Source]]]:
+        """The images neither in the collection nor earlier in this run, each once.
+
+        Also returns, by hash, the later sources with the bytes of a new image
+        (``copies``): they share its outcome.
+        """
+        known = self.vectors.existing({h for _, _, h in loaded}, self.collection) \
+            if self.skip_existing else set()
+        new: list[_Loaded] = []
+        copies: dict[str, list[Source]] = {}
+        for source, data, digest in loaded:
+            if digest in known or digest in seen:
+                outcomes.append(Outcome(source.name, DUPLICATE, key=digest))
+            elif digest in copies:
+                copies[digest].append(source)
+            else:
+                copies[digest] = []
+                new.append((source, data, digest))
+        return new, copies
+
+    def _ready(self, item: _Loaded) -> tuple[_Prepared, Image.Image] | Outcome:
+        """Decode, resize for the encoder and store the original and its thumbnail."""
+        source, data, digest = item
+        preprocess = self.encoder.preprocess
+        try:
+            image = imaging.decode(data, max_pixels=self.max_pixels)
+        except InvalidImage as exc:
+            return Outcome(source.name, REJECTED, reason=exc.message)
+        key = f"{digest}.{image.extension}"
+        # One resize for the encoder and the thumbnail, when the encoder's keeps
+        # the aspect and still covers the thumbnail: half the CPU of a photo here.
+        small = preprocess.resize(image.image)
+        if self.store_images:
+            thumb_from = small if preprocess.shrinks_keeping_aspect(
+                image.image, imaging.THUMB_SIZE) else image.image
+            self.store(key, data, image, thumb_from)
+        return _Prepared(source, digest, key), small
 
     def store(self, key: str, data: bytes, image: imaging.DecodedImage,
               thumb_from: Image.Image | None = None) -> None:
