@@ -102,29 +102,34 @@ class Encoder:
     ) -> None:
         transformer = hasattr(getattr(backbone, "config", None), "num_attention_heads")
         self.precision = resolve_precision(precision, device, transformer=transformer)
-        self.backbone = backbone.eval().to(device)
-        if not device.startswith("cuda"):
-            use_matmul_attention(self.backbone)
-        self.head = head.eval().to(device) if head is not None else None
         self.preprocess = preprocess
         self.name = name
         self.device = device
         self.batch_size = batch_size or default_batch_size(device)
         self._dim: int | None = None
+        self._place(backbone, head)
         # Taken before any bf16 cast or compilation, so every mode shares one identity.
         eager = compile or self.precision == "bf16"
         self._fingerprint = fingerprint_of(self.backbone, self.head) if eager else None
         if self.precision == "bf16":
-            self.backbone.to(torch.bfloat16)
-            if self.head is not None:
-                self.head.to(torch.bfloat16)
-        self._forward = self._features
+            self._cast(torch.bfloat16)
+        self._forward = _compiled(self._features) if compile else self._features
         # Concurrent embeds (gunicorn threads) share model calls (app/batching.py),
         # which run on the main thread where a server hands it over (app/main_thread.py).
         self._coalesced = Coalescer(
             lambda prepared: main_thread.call(lambda: self._run_model(prepared)), self.batch_size)
-        if compile:
-            self._forward = _compiled(self._features)
+
+    def _place(self, backbone: nn.Module, head: ProjectionHead | None) -> None:
+        """Backbone and head in eval mode on the device; plain-matmul attention off CUDA."""
+        self.backbone = backbone.eval().to(self.device)
+        if not self.device.startswith("cuda"):
+            use_matmul_attention(self.backbone)
+        self.head = head.eval().to(self.device) if head is not None else None
+
+    def _cast(self, dtype: torch.dtype) -> None:
+        self.backbone.to(dtype)
+        if self.head is not None:
+            self.head.to(dtype)
 
     @classmethod
     def from_pretrained(
