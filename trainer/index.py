@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from app.gallery.sources import Source
+from app.jobs.state import JobFiles
+from app.jobs.switch import Steps, switch_collection
 from trainer.data import Dataset, load_dataset
 
 
@@ -67,8 +69,6 @@ def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int 
 
     from app.extensions import build_encoder, images
     from app.gallery.ingest import REJECTED, Ingestor, Report
-    from app.jobs.state import JobFiles
-    from app.jobs.switch import switch_collection
     from app.serving import stamp_of
     from app.vectors.connect import connect_milvus
 
@@ -84,7 +84,7 @@ def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int 
             reports.append(ingestor.run(sources, lambda outcome: bar.update(1)))
 
     switched = switch_collection(vectors, stamp_of(encoder), fill,
-                                 files=JobFiles(app.instance_path), steps=_printed_steps(),
+                                 files=JobFiles(app.instance_path), steps=PrintedSteps(),
                                  switch=switch)
     report = reports[0]
     return {
@@ -97,11 +97,8 @@ def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int 
     }
 
 
-def _printed_steps():  # type: ignore[no-untyped-def]
-    from app.jobs.switch import Steps
+class PrintedSteps(Steps):
+    """The switch as ``trainer index`` shows it: only a wait for uploads is worth a line."""
 
-    class Printed(Steps):
-        def waiting(self) -> None:
-            print("waiting for uploads in progress to finish")
-
-    return Printed()
+    def waiting(self) -> None:
+        print("waiting for uploads in progress to finish")

@@ -12,11 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from app.exceptions import LookalikeError
 from app.jobs.state import JobFiles, gallery_frozen
-from app.vectors.records import ModelStamp
-from app.vectors.store import VectorStore
+
+if TYPE_CHECKING:  # pymilvus: imported by whoever hands us a store
+    from app.vectors.records import ModelStamp
+    from app.vectors.store import VectorStore
 
 log = logging.getLogger(__name__)
 
