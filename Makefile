@@ -24,7 +24,7 @@ $(VENV)/.installed: requirements.txt
 # the model before it takes traffic). Milvus Lite runs as a local server beside
 # it (started on demand), so `flask --app wsgi gallery add` works meanwhile.
 run: install
-	@echo "Lookalike on http://$(HOST):$(PORT)  (model: $${LOOKALIKE_MODEL:-facebook/dinov2-small})"
+	@echo "Lookalike on http://$(HOST):$(PORT)  (model: $${LOOKALIKE_MODEL:-the default in app/config.py})"
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py --bind $(HOST):$(PORT) wsgi:app
 
 test: install

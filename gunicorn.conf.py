@@ -31,7 +31,6 @@ to it, so several workers work there too.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -39,6 +38,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from app.config import DEFAULT_MODEL
+from app.model.cpus import available_cpus
 
 MiB = 1024 * 1024
 RUNTIME_BYTES = 600 * MiB  # torch + transformers + Flask + gRPC, per worker
@@ -51,18 +53,6 @@ MEMORY_HEADROOM = 0.75  # leave a quarter for Milvus Lite, page cache, spikes
 def _env_int(name: str, default: int | None = None) -> int | None:
     value = os.environ.get(name, "").strip()
     return int(value) if value else default
-
-
-def usable_cpus() -> int:
-    """CPUs this process may use: affinity, then a cgroup v2 quota (containers)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cpus = min(cpus or 1, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cpus or 1)
 
 
 def available_memory() -> int | None:
@@ -117,8 +107,8 @@ def on_gpu() -> bool:
 
 def plan() -> dict[str, Any]:
     """Workers, threads and torch threads for this machine and model."""
-    cpus = usable_cpus()
-    model = os.environ.get("LOOKALIKE_MODEL", "facebook/dinov2-small").strip('"')
+    cpus = available_cpus()
+    model = os.environ.get("LOOKALIKE_MODEL", DEFAULT_MODEL).strip('"')
     per_worker = worker_memory(model)
     memory = available_memory()
     by_cpu = max(1, cpus // CORES_PER_WORKER)

@@ -36,12 +36,13 @@ def create_app(config: type | Mapping[str, Any] | None = None) -> Flask:
 
 
 def configure(app: Flask, config: type | Mapping[str, Any] | None) -> None:
-    from app.config import Config
+    from app.config import Config, resolve_aliases
 
     app.config.from_object(config if isinstance(config, type) else Config)
     app.config.from_prefixed_env("LOOKALIKE")
     if isinstance(config, Mapping):
         app.config.update(config)
+    resolve_aliases(app.config)
     app.config["SECRET_KEY"] = str(app.config["SECRET_KEY"])
 
 

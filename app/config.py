@@ -7,7 +7,13 @@ it was given, so tests stay hermetic whatever the developer's shell exports.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
 DEV_SECRET_KEY = "dev-only-not-secret"
+DEFAULT_MODEL = "facebook/dinov2-small"  # the encoder when LOOKALIKE_MODEL is not set
 
 
 class Config:
@@ -15,12 +21,11 @@ class Config:
 
     SECRET_KEY = DEV_SECRET_KEY
     # The encoder: an HF hub id or a local model directory (e.g. a trainer export).
-    MODEL = "facebook/dinov2-small"
+    MODEL = DEFAULT_MODEL
     DEVICE = ""  # "" = CUDA when available, else CPU
     # auto = bf16 weights where the hardware has fast bf16 (AVX512-BF16/AMX, Ampere+),
-    # else fp32; or fp32, bf16, bf16-autocast. BF16=false is a shorthand for fp32.
+    # else fp32; or fp32, bf16, bf16-autocast. (BF16, deprecated: see resolve_aliases.)
     PRECISION = "auto"
-    BF16 = None
     COMPILE = False  # torch.compile the model (slower start; see BENCHMARKS.md)
     THREADS = 0  # torch CPU threads; 0 = torch's default
     BATCH_SIZE = 0  # images per model call; 0 = the device's best (8 on CPU, 64 on CUDA)
@@ -70,7 +75,7 @@ class Config:
 class TestConfig(Config):
     TESTING = True
     WTF_CSRF_ENABLED = False
-    BF16 = False
+    PRECISION = "fp32"
 
 
 class ProductionConfig(Config):
@@ -85,6 +90,19 @@ CONFIGS: dict[str, type[Config]] = {
     "": Config, "default": Config, "development": Config,
     "production": ProductionConfig, "test": TestConfig,
 }
+
+
+def resolve_aliases(config: dict[str, Any]) -> None:
+    """Map deprecated settings onto their replacements, in place.
+
+    ``BF16`` (``LOOKALIKE_BF16``) was a second knob for the precision: true means
+    ``PRECISION=bf16``, false ``PRECISION=fp32``; it wins over ``PRECISION``, as it did.
+    """
+    bf16 = config.pop("BF16", None)
+    if bf16 is not None:
+        log.warning("LOOKALIKE_BF16 is deprecated; use LOOKALIKE_PRECISION=%s",
+                    "bf16" if bf16 else "fp32")
+        config["PRECISION"] = "bf16" if bf16 else "fp32"
 
 
 def config_class(name: str) -> type[Config]:

@@ -93,8 +93,7 @@ def build_encoder(app: Flask, model: str | None = None) -> Encoder:
     return Encoder.from_pretrained(
         model or str(cfg["MODEL"]),
         device=cfg["DEVICE"] or None,
-        bf16=cfg["BF16"],
-        precision=None if cfg["BF16"] is not None else str(cfg["PRECISION"]),
+        precision=str(cfg["PRECISION"]),
         compile=bool(cfg["COMPILE"]),
         threads=int(cfg["THREADS"]) or None,
         batch_size=int(cfg["BATCH_SIZE"]),

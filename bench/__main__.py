@@ -11,14 +11,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from bench.common import ROOT, machine
-
-SUITES = ("encoder", "search", "latency", "ingest")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -46,91 +46,131 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass(frozen=True)
+class Context:
+    """What every suite needs: the options, a work folder, the Milvus backends, the report."""
+
+    args: argparse.Namespace
+    workdir: Path
+    repeats: int
+    command: str
+    cores: int
+    lite_uri: str
+    backends: dict[str, str]  # name -> Milvus URI
+    report: dict[str, Any]  # as measured so far (with --update: the earlier report too)
+
+    def stamp(self) -> dict[str, Any]:
+        """How, when and on how loaded a machine a suite was measured."""
+        return {"command": self.command, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "load_average": list(os.getloadavg())}
+
+
+def run_encoder(ctx: Context) -> dict[str, Any]:
+    from bench import encoder_speed
+
+    run = ctx.stamp()
+    result = encoder_speed.run(ctx.workdir, quick=ctx.args.quick, repeats=ctx.repeats,
+                               compile_modes=not ctx.args.no_compile)
+    return {**result, "run": run}
+
+
+def run_search(ctx: Context) -> dict[str, Any]:
+    from pymilvus import MilvusClient
+
+    from bench import search_scale
+
+    quick = ctx.args.quick
+    sizes = [int(s) for s in ctx.args.sizes.split(",") if s] or (
+        [500, 1_000] if quick else [10_000, 100_000, 1_000_000])
+    clients = {name: (MilvusClient(uri, timeout=600), name == "lite")
+               for name, uri in ctx.backends.items()}
+    run = ctx.stamp()
+    search = search_scale.run(ctx.workdir, sizes=sizes, backends=clients,
+                              efs=[64] if quick else [64, 128, 256], quick=quick)
+    search["runs"] = dict.fromkeys(ctx.backends, run)
+    earlier = ctx.report.get("search") if ctx.args.update else None
+    if earlier:
+        search["results"] = {**earlier["results"], **search["results"]}
+        search["runs"] = {**earlier.get("runs", {}), **search["runs"]}
+    return search
+
+
+def run_latency(ctx: Context) -> dict[str, Any]:
+    from bench import http_speed
+
+    gallery = ctx.args.gallery or (500 if ctx.args.quick else 100_000)
+    latency = dict(ctx.report.get("latency", {})) if ctx.args.update else {}
+    for name, uri in ctx.backends.items():
+        run = ctx.stamp()
+        latency[name] = http_speed.run(ctx.workdir, uri=uri, backend=name, gallery=gallery,
+                                       quick=ctx.args.quick, cores=ctx.cores)
+        latency[name]["run"] = run
+    return latency
+
+
+def run_ingest(ctx: Context) -> dict[str, Any]:
+    from bench import ingest_speed
+
+    run = ctx.stamp()
+    count = ctx.args.ingest_photos or (16 if ctx.args.quick else 512)
+    result = ingest_speed.run(ctx.workdir, uri=ctx.lite_uri, count=count, repeats=ctx.repeats)
+    return {**result, "run": run}
+
+
+# Suite name -> what measures it; they run in this order.
+SUITES: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "encoder": run_encoder, "search": run_search, "latency": run_latency, "ingest": run_ingest,
+}
+
+
 def main(args: argparse.Namespace) -> dict[str, Any]:
     from app.vectors.lite_server import ensure_server, stop_server
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    workdir = args.out / "work"
-    workdir.mkdir(exist_ok=True)
-    repeats = args.repeats or (1 if args.quick else 3)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SUITES)
     if unknown:
         raise SystemExit(f"unknown suites: {', '.join(sorted(unknown))}")
-    cores = torch.get_num_threads()
+    args.out.mkdir(parents=True, exist_ok=True)
+    workdir = args.out / "work"
+    workdir.mkdir(exist_ok=True)
+    repeats = args.repeats or (1 if args.quick else 3)
     command = " ".join(["python -m bench", *sys.argv[1:]])
-    results: dict[str, Any] = {"machine": machine(), "command": command,
-                               "quick": args.quick, "repeats": repeats,
-                               "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    previous = args.out / "report.json"
-    if args.update and previous.is_file():
-        # The header keeps the first run's command; what this one re-measures says
-        # under its own heading how, when, and on how loaded a machine.
-        results = json.loads(previous.read_text())
-
-    def stamp() -> dict[str, Any]:
-        return {"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "load_average": list(os.getloadavg())}
+    results = _report(args, command, repeats)
     lite_dir = workdir / "milvus.db"
     lite_uri = ensure_server(lite_dir).uri
-    wanted = {b.strip() for b in args.backends.split(",")}
-    backends = {"lite": lite_uri} if "lite" in wanted else {}
-    if args.milvus_server and "server" in wanted:
-        backends["server"] = args.milvus_server
+    ctx = Context(args, workdir, repeats, command, cores=torch.get_num_threads(),
+                  lite_uri=lite_uri, backends=_backends(args, lite_uri), report=results)
     try:
-        if "encoder" in only:
-            from bench import encoder_speed
-
-            run = stamp()
-            results["encoder"] = encoder_speed.run(workdir, quick=args.quick, repeats=repeats,
-                                                   compile_modes=not args.no_compile)
-            results["encoder"]["run"] = run
-            save(args, results)
-        if "search" in only:
-            from pymilvus import MilvusClient
-
-            from bench import search_scale
-
-            sizes = [int(s) for s in args.sizes.split(",") if s] or (
-                [500, 1_000] if args.quick else [10_000, 100_000, 1_000_000])
-            clients = {name: (MilvusClient(uri, timeout=600), name == "lite")
-                       for name, uri in backends.items()}
-            run = stamp()
-            search = search_scale.run(workdir, sizes=sizes, backends=clients,
-                                      efs=[64] if args.quick else [64, 128, 256], quick=args.quick)
-            search["runs"] = dict.fromkeys(backends, run)
-            if args.update and "search" in results:
-                search["results"] = {**results["search"]["results"], **search["results"]}
-                search["runs"] = {**results["search"].get("runs", {}), **search["runs"]}
-            results["search"] = search
-            save(args, results)
-        if "latency" in only:
-            from bench import http_speed
-
-            gallery = args.gallery or (500 if args.quick else 100_000)
-            latency = results.get("latency", {}) if args.update else {}
-            for name, uri in backends.items():
-                run = stamp()
-                latency[name] = http_speed.run(workdir, uri=uri, backend=name, gallery=gallery,
-                                               quick=args.quick, cores=cores)
-                latency[name]["run"] = run
-            results["latency"] = latency
-            save(args, results)
-        if "ingest" in only:
-            from bench import ingest_speed
-
-            run = stamp()
-            results["ingest"] = ingest_speed.run(workdir, uri=lite_uri,
-                                                 count=args.ingest_photos
-                                                 or (16 if args.quick else 512),
-                                                 repeats=repeats)
-            results["ingest"]["run"] = run
-            save(args, results)
+        for name, suite in SUITES.items():
+            if name in only:
+                results[name] = suite(ctx)
+                save(args, results)
     finally:
         stop_server(lite_dir)
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     save(args, results)
     return results
+
+
+def _backends(args: argparse.Namespace, lite_uri: str) -> dict[str, str]:
+    wanted = {b.strip() for b in args.backends.split(",")}
+    backends = {"lite": lite_uri} if "lite" in wanted else {}
+    if args.milvus_server and "server" in wanted:
+        backends["server"] = args.milvus_server
+    return backends
+
+
+def _report(args: argparse.Namespace, command: str, repeats: int) -> dict[str, Any]:
+    """A new report's header, or with --update the existing report to merge into.
+
+    The header keeps the first run's command; what an update re-measures says
+    under its own heading how, when, and on how loaded a machine.
+    """
+    previous = args.out / "report.json"
+    if args.update and previous.is_file():
+        return json.loads(previous.read_text())
+    return {"machine": machine(), "command": command, "quick": args.quick,
+            "repeats": repeats, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def save(args: argparse.Namespace, results: dict[str, Any]) -> None:

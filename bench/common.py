@@ -47,10 +47,6 @@ class Stat:
         return asdict(self)
 
 
-def repeat(measure: Callable[[], float], times: int) -> Stat:
-    return Stat.of([measure() for _ in range(times)])
-
-
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.gallery.storage import original_name, thumb_name
+from app.gallery.keys import original_name, thumb_name
 from tests.admin_fixtures import jpeg, make_zip, outcomes, upload
 
 pytest_plugins = ["tests.admin_fixtures"]

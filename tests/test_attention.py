@@ -45,7 +45,7 @@ def test_a_model_that_cannot_swap_attention_is_left_alone() -> None:
 
 
 def test_the_cpu_encoder_uses_matmul_attention_and_small_batches(tiny_model_dir: Path) -> None:
-    encoder = Encoder.from_pretrained(str(tiny_model_dir), device="cpu", bf16=False)
+    encoder = Encoder.from_pretrained(str(tiny_model_dir), device="cpu", precision="fp32")
     assert encoder.backbone.config._attn_implementation == NAME
     assert encoder.batch_size == default_batch_size("cpu") == 8
     assert Encoder.from_pretrained(str(tiny_model_dir), device="cpu", batch_size=3).batch_size == 3

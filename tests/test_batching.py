@@ -97,7 +97,7 @@ def test_a_model_error_reaches_every_caller_of_its_batch_and_the_next_call_works
 def test_concurrent_embeds_equal_sequential_ones(tiny_model_dir: Path, photos) -> None:
     from app.model.encoder import Encoder
 
-    encoder = Encoder.from_pretrained(str(tiny_model_dir), bf16=False)
+    encoder = Encoder.from_pretrained(str(tiny_model_dir), precision="fp32")
     images = [imaging.decode(data).image for data in photos.values()] * 3
     expected = np.concatenate([encoder.embed([image]) for image in images])
     with ThreadPoolExecutor(8) as pool:

@@ -82,7 +82,7 @@ def test_the_model_size_is_read_from_its_weights(conf: ModuleType, tiny_model_di
 ])
 def test_workers_follow_cores_and_memory(conf, monkeypatch, cpus, memory, workers,  # type: ignore[no-untyped-def]
                                          torch_threads) -> None:
-    monkeypatch.setattr(conf, "usable_cpus", lambda: cpus)
+    monkeypatch.setattr(conf, "available_cpus", lambda: cpus)
     monkeypatch.setattr(conf, "available_memory", lambda: memory)
     monkeypatch.setattr(conf, "on_gpu", lambda: False)
     monkeypatch.setenv("LOOKALIKE_WORKER_MEMORY_MB", "1200")
@@ -91,7 +91,7 @@ def test_workers_follow_cores_and_memory(conf, monkeypatch, cpus, memory, worker
 
 
 def test_one_worker_on_a_gpu(conf, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(conf, "usable_cpus", lambda: 32)
+    monkeypatch.setattr(conf, "available_cpus", lambda: 32)
     monkeypatch.setattr(conf, "available_memory", lambda: 128 * GiB)
     monkeypatch.setenv("LOOKALIKE_DEVICE", "cuda:0")
     assert conf.plan()["workers"] == 1

@@ -35,7 +35,7 @@ def recompressed_crop(data: bytes, *, size: int = 300, quality: int = 70) -> byt
 
 
 def test_embeddings_are_unit_float32_of_the_model_dim(tiny_model_dir: Path, photos) -> None:
-    encoder = Encoder.from_pretrained(str(tiny_model_dir), bf16=False)
+    encoder = Encoder.from_pretrained(str(tiny_model_dir), precision="fp32")
     vectors = encoder.embed([rgb(photos["coffee"]), rgb(photos["chelsea"])])
     assert vectors.dtype == np.float32
     assert vectors.shape == (2, 64) and encoder.dim == 64
@@ -44,7 +44,7 @@ def test_embeddings_are_unit_float32_of_the_model_dim(tiny_model_dir: Path, phot
 
 
 def test_batching_does_not_change_embeddings(tiny_model_dir: Path, photos) -> None:
-    encoder = Encoder.from_pretrained(str(tiny_model_dir), bf16=False, batch_size=2)
+    encoder = Encoder.from_pretrained(str(tiny_model_dir), precision="fp32", batch_size=2)
     images = [rgb(d) for d in photos.values()]
     together = encoder.embed(images)
     alone = np.concatenate([encoder.embed([im]) for im in images])
@@ -93,8 +93,8 @@ def test_an_exported_head_is_applied(tiny_model_dir: Path, tmp_path: Path, photo
     torch.manual_seed(1)
     head = ProjectionHead(HeadSpec(in_dim=64, out_dim=16, kind="mlp", hidden_dim=32))
     save_head(head, tmp_path / "model", {"base_model": "tiny", "dim": 16, "metric": "COSINE"})
-    plain = Encoder.from_pretrained(str(tiny_model_dir), bf16=False)
-    tuned = Encoder.from_pretrained(str(tmp_path / "model"), bf16=False)
+    plain = Encoder.from_pretrained(str(tiny_model_dir), precision="fp32")
+    tuned = Encoder.from_pretrained(str(tmp_path / "model"), precision="fp32")
     image = rgb(photos["rocket"])
     assert tuned.dim == 16
     expected = torch.nn.functional.normalize(head(torch.from_numpy(plain.embed([image])).float()
@@ -199,7 +199,7 @@ def test_the_real_mobilenet_loads_without_a_load_report(
 
 @pytest.mark.slow
 def test_the_real_mobilenet_finds_a_recompressed_copy(mobilenet_dir: Path, photos) -> None:
-    encoder = Encoder.from_pretrained(str(mobilenet_dir), bf16=False)
+    encoder = Encoder.from_pretrained(str(mobilenet_dir), precision="fp32")
     assert encoder.dim == 1280
     names = list(photos)
     gallery = encoder.embed([rgb(photos[n]) for n in names])

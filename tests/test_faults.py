@@ -54,11 +54,11 @@ def test_a_full_disk_while_storing_an_upload_is_a_503_and_leaves_nothing_half_wr
     def disk_full(src, dst):  # type: ignore[no-untyped-def]
         raise OSError(errno.ENOSPC, "No space left on device", str(dst))
 
-    monkeypatch.setattr("app.gallery.storage.os.replace", disk_full)
+    monkeypatch.setattr("app.files.os.replace", disk_full)
     response = admin_client.post(
         "/admin/gallery/upload", data={"files": [(io.BytesIO(photos["rocket"]), "rocket.jpg")]},
         content_type="multipart/form-data")
-    monkeypatch.setattr("app.gallery.storage.os.replace", real_replace)
+    monkeypatch.setattr("app.files.os.replace", real_replace)
     assert response.status_code == 503
     text = response.get_data(as_text=True)
     assert "is not writable" in text and "No space left on device" in text
@@ -72,7 +72,8 @@ def test_a_full_disk_while_storing_an_upload_is_a_503_and_leaves_nothing_half_wr
 
 
 def test_the_local_store_reports_an_unwritable_folder(unwritable_instance) -> None:
-    from app.gallery.storage import LocalStore, original_name
+    from app.gallery.keys import original_name
+    from app.gallery.storage import LocalStore
 
     store = LocalStore(unwritable_instance / "images")
     with pytest.raises(StorageUnavailable, match="not writable|cannot"):

@@ -9,8 +9,8 @@ import pytest
 from app.gallery import imaging
 from app.gallery.check import check, repair
 from app.gallery.ingest import Ingestor
+from app.gallery.keys import original_name, thumb_name
 from app.gallery.sources import collect
-from app.gallery.storage import legacy_thumb_name, original_name, thumb_name
 
 
 @pytest.fixture
@@ -66,32 +66,20 @@ def test_the_cli_reports_and_repairs(runner, gallery_dir, app) -> None:  # type:
     assert "made 1 thumbnails" in fixed.output and "Consistent." in fixed.output
 
 
-def test_webp_thumbnails_of_older_galleries_are_served_then_replaced_by_repair(  # type: ignore[no-untyped-def]
+def test_a_lost_thumbnail_is_not_found_until_repair_makes_it_again(  # type: ignore[no-untyped-def]
         gallery, app) -> None:
-    """Galleries made before JPEG thumbnails: served as they are, migrated by repair."""
+    """Thumbnails are JPEG only: there is no other name to fall back to."""
     import io
 
     from PIL import Image
 
     ingestor, keys = gallery
     images, vectors = ingestor.images, ingestor.vectors
-    old = Image.new("RGB", (256, 192), (200, 40, 40))
-    buffer = io.BytesIO()
-    old.save(buffer, "WEBP")
-    for key in keys:  # as an older version stored them
-        images.delete(thumb_name(key))
-        images.put(legacy_thumb_name(key), buffer.getvalue(), "image/webp")
+    images.delete(thumb_name(keys[0]))
+    assert app.test_client().get(f"/thumbs/{keys[0]}").status_code == 404
 
-    served = app.test_client().get(f"/thumbs/{keys[0]}")
-    assert served.status_code == 200 and served.mimetype == "image/webp"
-    assert served.data == buffer.getvalue()
-
-    report = check(vectors, images)
-    assert sorted(report.missing_thumbs) == sorted(keys)
-    assert sorted(report.orphan_thumbs) == sorted(legacy_thumb_name(k) for k in keys)
-    repaired = repair(report, ingestor)
-    assert repaired.thumbs_made == len(keys) and repaired.thumbs_deleted == len(keys)
-    assert check(vectors, images).consistent
+    repaired = repair(check(vectors, images), ingestor)
+    assert repaired.thumbs_made == 1 and repaired.thumbs_deleted == 0
     served = app.test_client().get(f"/thumbs/{keys[0]}")
     assert served.status_code == 200 and served.mimetype == imaging.THUMB_MIME
     assert Image.open(io.BytesIO(served.data)).format == "JPEG"

@@ -8,8 +8,8 @@ import pytest
 
 from app.exceptions import StorageUnavailable
 from app.gallery.ingest import ADDED, DUPLICATE, REJECTED, Ingestor
+from app.gallery.keys import original_name, thumb_name
 from app.gallery.sources import Labels, collect
-from app.gallery.storage import original_name, thumb_name
 from tests.helpers import make_zip
 
 
@@ -137,7 +137,7 @@ def test_a_thumbnail_made_from_the_encoders_resize_matches_one_from_the_original
     from PIL import Image
 
     from app.gallery import imaging
-    from app.gallery.storage import thumb_name
+    from app.gallery.keys import thumb_name
     from app.model.encoder import Encoder
     from app.model.preprocess import Preprocess
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.gallery.storage import original_name
+from app.gallery.keys import original_name
 from app.jobs import launch
 from app.jobs.state import JobFiles, JobRunning, JobState, acquire, release, try_lock
 from tests.admin_fixtures import jpeg, log_in, tiny_model, upload, wait_for_job
@@ -254,3 +254,23 @@ def test_state_round_trips_through_json() -> None:
     state = JobState(id="a", phase="encoding", failures=("x: y",), eta_s=3.5)
     assert JobState.from_json(json.loads(json.dumps(state.to_json()))) == state
     assert replace(state, phase="done").active is False
+
+
+def test_the_switch_drops_a_collection_it_could_not_fill_and_leaves_the_alias(gallery) -> None:  # type: ignore[no-untyped-def]
+    from app.extensions import encoder
+    from app.jobs.switch import switch_collection
+    from app.serving import stamp_of
+
+    store = store_of(gallery)
+    serving, generations = store.resolve(), store.generations()
+    made: list[str] = []
+
+    def fill(new: str) -> None:
+        made.append(new)
+        raise OSError("the disk filled up")
+
+    with gallery.app_context(), pytest.raises(OSError, match="disk"):
+        switch_collection(store, stamp_of(encoder()), fill,
+                          files=JobFiles(gallery.instance_path))
+    assert made and made[0] not in store.generations()
+    assert store.resolve() == serving and store.generations() == generations

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+from app.jobs import launch
 from app.jobs.state import JobFiles, is_locked, release, try_lock
 from tests.admin_fixtures import jpeg, log_in, tiny_model, wait_for_job
 from tests.helpers import wait_until
@@ -197,6 +198,17 @@ def test_cancel_and_kill_leave_the_old_collection_serving_and_a_rerun_succeeds(
     assert set(store.generations()) == {old, done.new_collection}  # leftover dropped
 
 
+def held_in(phase: str):  # type: ignore[no-untyped-def]
+    """``launch.job_command`` for a job that holds still in ``phase`` (tests/held_job.py)."""
+    real = launch.job_command
+
+    def command(*args):  # type: ignore[no-untyped-def]
+        python, _, _, *flask_args = real(*args)  # python -m flask ...
+        return [python, "-m", "tests.held_job", phase, "120", *flask_args]
+
+    return command
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("phase", ["encoding", "indexing", "switching"])
 def test_a_job_killed_in_any_phase_leaves_search_intact_and_a_rerun_completes(
@@ -209,7 +221,8 @@ def test_a_job_killed_in_any_phase_leaves_search_intact_and_a_rerun_completes(
     searches = Searches(app, photos, k=5)
     searches.start()
     try:
-        monkeypatch.setenv("LOOKALIKE_FAULT_PAUSE", f"{phase}:120")  # inherited by the job
+        real_command = launch.job_command
+        monkeypatch.setattr(launch, "job_command", held_in(phase))
         assert admin.post("/admin/reindex").status_code == 303
         held = wait_for_job(files, timeout=JOB_TIMEOUT, until=lambda s: s.phase == phase)
         if phase == "encoding":
@@ -219,7 +232,7 @@ def test_a_job_killed_in_any_phase_leaves_search_intact_and_a_rerun_completes(
         killed = wait_for_job(files, timeout=30, until=lambda s: s.phase == "failed")
         assert "stopped unexpectedly" in killed.error
         assert store.resolve() == old and store.count() == size
-        monkeypatch.delenv("LOOKALIKE_FAULT_PAUSE")
+        monkeypatch.setattr(launch, "job_command", real_command)
         assert admin.post("/admin/reindex").status_code == 303
         done = wait_for_job(files, timeout=JOB_TIMEOUT)
         assert done.phase == "done", done.error

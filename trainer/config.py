@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from app.model.encoder import DEFAULT_MODEL
+from app.config import DEFAULT_MODEL
 
 
 @dataclass

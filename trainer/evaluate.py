@@ -15,13 +15,17 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from app.config import Config
 from trainer import metrics
 from trainer.data import Dataset, Sample, load_dataset
 from trainer.report import write_report
+
+if TYPE_CHECKING:
+    from app.model.encoder import Encoder
 
 log = logging.getLogger(__name__)
 CURVE_K = 50
@@ -39,12 +43,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--baseline", default="",
                         help="a report folder or model to compare with (before fine-tuning)")
     parser.add_argument("--no-milvus", action="store_true", help="exact search only")
-    parser.add_argument("--ef", type=int, default=128, help="HNSW search breadth (app default)")
+    parser.add_argument("--ef", type=int, default=Config.SEARCH_EF,
+                        help="HNSW search breadth (app default)")
     parser.add_argument("--grid", type=int, default=8, help="queries in the retrieval grid")
     parser.add_argument("--device", default="")
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                        help="as the app's LOOKALIKE_BF16 (default: bf16 weights where the "
-                             "hardware is fast at them)")
+    parser.add_argument("--precision", default="auto",
+                        help="auto, fp32, bf16 or bf16-autocast, as the app's LOOKALIKE_PRECISION "
+                             "(auto: bf16 weights where the hardware is fast at them)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
     return parser
@@ -64,48 +69,64 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 def evaluate_model(model: str, dataset: Dataset, args: argparse.Namespace, *,
                    out: Path | None = None, grid: bool = True) -> dict[str, Any]:
     """Embed query and gallery with the app's encoder; score exact and HNSW rankings."""
-    from app.model.encoder import Encoder
-    from trainer.embedding import embed_samples
-
     if not dataset.query or not dataset.gallery:
         raise ValueError(f"{dataset.source} has no query/gallery split to evaluate on.")
     with tempfile.TemporaryDirectory(prefix="lookalike-eval-") as tmp:
-        model_dir = _as_model_dir(model, Path(tmp) / "model")
-        encoder = Encoder.from_pretrained(model_dir, device=args.device or None, bf16=args.bf16,
-                                          threads=args.threads or None,
-                                          batch_size=args.batch_size)
-        started = time.monotonic()
-        vectors = embed_samples(encoder, dataset.query + dataset.gallery)
-        embed_s = time.monotonic() - started
-        queries, gallery = vectors[: len(dataset.query)], vectors[len(dataset.query) :]
+        encoder = _load_encoder(_as_model_dir(model, Path(tmp) / "model"), args)
+        queries, gallery, embed_s = _embed(encoder, dataset)
         protocol = Protocol(dataset.query, dataset.gallery)
+        count = len(queries) + len(gallery)
         results: dict[str, Any] = {
-            "model": model, "data": dataset.summary(), "dim": int(vectors.shape[1]),
+            "model": model, "data": dataset.summary(), "dim": int(queries.shape[1]),
             "precision": encoder.dtype,
             "queries": len(protocol.queries), "gallery": len(dataset.gallery),
-            "embed_s": round(embed_s, 1), "images_per_s": round(len(vectors) / embed_s, 1),
+            "embed_s": round(embed_s, 1), "images_per_s": round(count / embed_s, 1),
         }
         exact = metrics.exact_search(queries, gallery, protocol.depth, exclude=protocol.self_index)
         results["exact"] = protocol.score(exact)
         results["recall_curve"] = protocol.curve(exact)
+        ranked = exact
         if not args.no_milvus:
-            from trainer.milvus_search import hnsw_search
-
-            started = time.monotonic()
-            hnsw = hnsw_search(encoder, queries, gallery, dataset.gallery, protocol.depth + 1,
-                               Path(tmp) / "milvus", ef=args.ef)
-            results["hnsw"] = protocol.score(protocol.drop_self(hnsw))
-            results["hnsw_s"] = round(time.monotonic() - started, 1)
-            ranked = protocol.drop_self(hnsw)
-        else:
-            ranked = exact
+            ranked, results["hnsw"], results["hnsw_s"] = _hnsw(
+                encoder, queries, gallery, protocol, Path(tmp) / "milvus", ef=args.ef)
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-        if out is not None and grid:
-            protocol.grid(ranked, out / "retrieval_grid.png", rows=args.grid)
+            if grid:
+                protocol.grid(ranked, out / "retrieval_grid.png", rows=args.grid)
     if out is not None:
         (out / RESULTS).write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _load_encoder(model_dir: str, args: argparse.Namespace) -> Encoder:
+    from app.model.encoder import Encoder  # heavy: import on use
+
+    return Encoder.from_pretrained(model_dir, device=args.device or None,
+                                   precision=args.precision, threads=args.threads or None,
+                                   batch_size=args.batch_size)
+
+
+def _embed(encoder: Encoder, dataset: Dataset) -> tuple[np.ndarray, np.ndarray, float]:
+    """Query and gallery vectors, through the app's one preprocessing path, and the seconds."""
+    from trainer.embedding import embed_samples
+
+    started = time.monotonic()
+    vectors = embed_samples(encoder, dataset.query + dataset.gallery)
+    seconds = time.monotonic() - started
+    return vectors[: len(dataset.query)], vectors[len(dataset.query) :], seconds
+
+
+def _hnsw(encoder: Encoder, queries: np.ndarray, gallery: np.ndarray, protocol: Protocol,
+          folder: Path, *, ef: int) -> tuple[np.ndarray, dict[str, Any], float]:
+    """The ranking as the app's Milvus search returns it (self dropped), its scores, seconds."""
+    from trainer.milvus_search import hnsw_search
+
+    started = time.monotonic()
+    hnsw = hnsw_search(encoder, queries, gallery, protocol.gallery, protocol.depth + 1, folder,
+                       ef=ef)
+    ranked = protocol.drop_self(hnsw)
+    scores = protocol.score(ranked)
+    return ranked, scores, round(time.monotonic() - started, 1)
 
 
 class Protocol:

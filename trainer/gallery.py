@@ -23,7 +23,7 @@ def download_gallery(data: str, dest: Path | None = None) -> Path:
     returns the manifest. ``gallery:NAME`` reads the collection or alias NAME."""
     from app import create_app
     from app.extensions import images
-    from app.gallery.storage import original_name
+    from app.gallery.keys import original_name
     from app.vectors.connect import connect_milvus
 
     app = create_app()

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from app.gallery.sources import Source
+from app.jobs.state import JobFiles
+from app.jobs.switch import Steps, switch_collection
 from trainer.data import Dataset, load_dataset
 
 
@@ -66,41 +68,37 @@ def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int 
     from tqdm import tqdm
 
     from app.extensions import build_encoder, images
-    from app.gallery.ingest import REJECTED, Ingestor
+    from app.gallery.ingest import REJECTED, Ingestor, Report
     from app.serving import stamp_of
     from app.vectors.connect import connect_milvus
 
     encoder = build_encoder(app, model)
     vectors = connect_milvus(app)
-    new = vectors.create_collection(stamp_of(encoder))
+    reports: list[Report] = []
     started = time.monotonic()
-    try:
+
+    def fill(new: str) -> None:
         ingestor = Ingestor(encoder, vectors, images(), batch_size=batch_size, collection=new,
                             max_pixels=int(app.config["MAX_IMAGE_PIXELS"]))
         with tqdm(total=len(sources), unit="img", desc="indexing", mininterval=2) as bar:
-            report = ingestor.run(sources, lambda outcome: bar.update(1))
-        vectors.wait_for_index(new, serving=False)
-    except BaseException:
-        vectors.client.drop_collection(new)
-        raise
-    previous = switch_alias(app, vectors, new) if switch else None
+            reports.append(ingestor.run(sources, lambda outcome: bar.update(1)))
+
+    switched = switch_collection(vectors, stamp_of(encoder), fill,
+                                 files=JobFiles(app.instance_path), steps=PrintedSteps(),
+                                 switch=switch)
+    report = reports[0]
     return {
-        "alias": vectors.alias, "collection": new, "previous": previous, "switched": switch,
+        "alias": vectors.alias, "collection": switched.collection,
+        "previous": switched.previous, "switched": switch,
         "added": report.added, "duplicates": report.duplicates,
         "rejected": sum(1 for o in report.outcomes if o.status == REJECTED),
-        "rows": vectors.count(new), "seconds": round(time.monotonic() - started, 1),
+        "rows": vectors.count(switched.collection),
+        "seconds": round(time.monotonic() - started, 1),
     }
 
 
-def switch_alias(app: Any, vectors: Any, new: str) -> str | None:
-    """Move the serving alias while uploads are held, as the reindex job does."""
-    from app.jobs.state import JobFiles, gallery_frozen
+class PrintedSteps(Steps):
+    """The switch as ``trainer index`` shows it: only a wait for uploads is worth a line."""
 
-    with gallery_frozen(JobFiles(app.instance_path), cancelled=lambda: False,
-                        waiting=lambda: print("waiting for uploads in progress to finish")):
-        old = vectors.resolve()
-        if old and old != vectors.alias:
-            vectors.mark_served(old)
-        previous = vectors.switch_to(new)
-    vectors.mark_served(new)
-    return previous
+    def waiting(self) -> None:
+        print("waiting for uploads in progress to finish")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from app.config import Config
 from app.model.encoder import Encoder
 from app.vectors.records import Entry, IndexParams, ModelStamp
 from app.vectors.store import VectorStore
@@ -17,7 +18,8 @@ INSERT_BATCH = 1000
 
 
 def hnsw_search(encoder: Encoder, queries: np.ndarray, gallery: np.ndarray,
-                samples: list[Sample], k: int, folder: Path, *, ef: int = 128) -> np.ndarray:
+                samples: list[Sample], k: int, folder: Path, *,
+                ef: int = Config.SEARCH_EF) -> np.ndarray:
     """Gallery indices of each query's ``k`` nearest rows, as ``VectorStore.search`` finds them.
 
     The collection is the app's: same schema, HNSW/COSINE index and parameters.

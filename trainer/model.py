@@ -128,7 +128,3 @@ def set_train_mode(model: EmbeddingModel, regime: str) -> None:
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.eval()
-
-
-def trainable_backbone(model: EmbeddingModel) -> bool:
-    return any(p.requires_grad for p in model.backbone.parameters())

@@ -18,8 +18,3 @@ def write_history(out: Path, history: list[dict[str, Any]]) -> None:
         writer.writerows(history)
     (out / "metrics.json").write_text(json.dumps(history, indent=2) + "\n")
     plots.training_curves(history, out / "training_curves.png")
-
-
-def read_history(run: Path) -> list[dict[str, Any]]:
-    path = run / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else []

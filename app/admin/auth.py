@@ -16,9 +16,7 @@ import hashlib
 import hmac
 import logging
 import math
-import os
 import secrets
-import tempfile
 import threading
 import time
 from collections import deque
@@ -29,6 +27,7 @@ from flask import Flask, current_app, session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.exceptions import LookalikeError
+from app.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +71,10 @@ def _one_time_hash(path: Path, app: Flask) -> str:
         return existing
     password = secrets.token_urlsafe(12)
     hashed = generate_password_hash(password)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".admin-password.")  # mode 0600
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(hashed + "\n")
-        os.link(tmp, path)  # fails if another worker made one first: theirs wins
+    try:  # fails if another worker made one first: theirs wins
+        atomic_write(path, (hashed + "\n").encode(), mode=0o600, overwrite=False)
     except FileExistsError:
         return path.read_text().strip()
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     app.logger.warning(
         "\n%s\nAdmin login for %s: user %r, password %s\n(generated once; only its hash is "
         "kept, in %s. Set LOOKALIKE_ADMIN_PASSWORD_HASH to choose your own.)\n%s",

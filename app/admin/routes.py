@@ -7,7 +7,6 @@ the audit log.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 from flask import (
@@ -38,6 +37,7 @@ from app.admin.service import (
 from app.errors import wants_json
 from app.exceptions import BadRequest, NotFound
 from app.extensions import images, serving
+from app.gallery.keys import is_valid_id
 from app.jobs import launch
 from app.jobs.state import JobFiles, JobRunning
 from app.vectors.records import Entry
@@ -45,7 +45,6 @@ from app.vectors.records import Entry
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 PUBLIC_ENDPOINTS = {"admin.login"}
-ID_PATTERN = re.compile(r"[0-9a-f]{64}")
 PHASES = {
     "idle": "No reindex has run yet",
     "queued": "Starting",
@@ -181,7 +180,7 @@ def _start(kind: str, started: str) -> ResponseReturnValue:
 @bp.get("/gallery")
 def gallery() -> str:
     after = request.args.get("after", "")
-    after = after if ID_PATTERN.fullmatch(after) else ""
+    after = after if is_valid_id(after) else ""
     start = request.args.get("start", "0")
     store = serving().store
     page = browse(store, after=after, start=int(start) if start.isdigit() else 0,
@@ -249,7 +248,7 @@ def _files() -> JobFiles:
 
 def _entry(id_: str) -> Entry:
     store = serving().store
-    if not ID_PATTERN.fullmatch(id_) or store.resolve() is None:
+    if not is_valid_id(id_) or store.resolve() is None:
         raise NotFound("There is no gallery image with that id.")
     return store.get(id_)
 

@@ -15,8 +15,9 @@ from werkzeug.datastructures import FileStorage
 
 from app.exceptions import BadRequest, LookalikeError, NotFound
 from app.gallery.ingest import REJECTED, Ingestor, Outcome, Report
+from app.gallery.keys import original_name, thumb_name
 from app.gallery.sources import Source, zip_sources
-from app.gallery.storage import ImageStore, legacy_thumb_name, original_name, thumb_name
+from app.gallery.storage import ImageStore
 from app.jobs.reindex import rollback_target
 from app.jobs.state import JobFiles, JobState, gallery_writes
 from app.serving import Serving
@@ -179,6 +180,5 @@ def delete_image(id_: str, *, serving: Serving, images: ImageStore, files: JobFi
         entry = store.get(id_)
         images.delete(original_name(entry.key))
         images.delete(thumb_name(entry.key))
-        images.delete(legacy_thumb_name(entry.key))
         store.delete([entry.id])
     return entry

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from app.exceptions import InvalidImage, NotFound
 from app.gallery import imaging
 from app.gallery.ingest import Ingestor, Report
+from app.gallery.keys import ORIGINALS, THUMBS, key_id, original_name, thumb_name
 from app.gallery.sources import Source
-from app.gallery.storage import ORIGINALS, THUMBS, ImageStore, original_name, thumb_name
+from app.gallery.storage import ImageStore
 from app.vectors.store import VectorStore
 
 
@@ -28,8 +29,7 @@ class CheckReport:
     thumbs: int
     unindexed: list[str] = field(default_factory=list)  # originals (keys) without a row
     missing_originals: list[str] = field(default_factory=list)  # row ids without an original
-    # thumbnail names without an original, and WebP thumbnails from before JPEG ones
-    orphan_thumbs: list[str] = field(default_factory=list)
+    orphan_thumbs: list[str] = field(default_factory=list)  # thumbnails without an original
     missing_thumbs: list[str] = field(default_factory=list)  # original keys without a thumbnail
 
     @property
@@ -51,7 +51,7 @@ def check(vectors: VectorStore, images: ImageStore) -> CheckReport:
     rows = {entry.id: entry.key for entry in vectors.iterate()}
     originals = {name[len(ORIGINALS):] for name in images.names(ORIGINALS)}
     thumbs = set(images.names(THUMBS))
-    by_hash = {key.split(".", 1)[0]: key for key in originals}
+    by_hash = {key_id(key): key for key in originals}
     expected_thumbs = {thumb_name(key): key for key in originals}
     return CheckReport(
         rows=len(rows),
@@ -77,7 +77,6 @@ def repair(report: CheckReport, ingestor: Ingestor,
             continue
         images.put(thumb_name(key), imaging.thumbnail(decoded.image), imaging.THUMB_MIME)
         made += 1
-    # After the new thumbnails exist: a WebP one is served until its JPEG is made.
     for name in report.orphan_thumbs:
         images.delete(name)
     return RepairReport(indexed, len(report.missing_originals), len(report.orphan_thumbs), made)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 import warnings
 from dataclasses import dataclass
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from app.config import Config
 from app.exceptions import ImageTooLarge, InvalidImage, UnsupportedImage
 
 # The formats we accept, as Pillow names them, and the extension we store them under.
@@ -35,8 +35,6 @@ MIME_TYPES: dict[str, str] = {
     "bmp": "image/bmp",
     "tiff": "image/tiff",
 }
-KEY_PATTERN = re.compile(r"^[0-9a-f]{64}\.(?:jpg|png|webp|gif|bmp|tiff)$")
-DEFAULT_MAX_PIXELS = 50_000_000
 # JPEGs are decoded at a reduced DCT scale when both sides stay at least this
 # large: the encoder and the thumbnails never need more, and a 24 MP photo then
 # decodes several times faster.
@@ -44,8 +42,7 @@ DRAFT_MIN_SIDE = 512
 THUMB_SIZE = 256
 # Thumbnails are JPEG: made on the ingest hot path, where CPU is taken from the
 # model on a small server, and JPEG encodes several times faster than WebP for
-# somewhat larger files (docs/performance.md, "Ingest"). Galleries made with WebP
-# thumbnails keep working (storage.py).
+# somewhat larger files (docs/performance.md, "Ingest").
 THUMB_MIME = "image/jpeg"
 THUMB_QUALITY = 82
 
@@ -72,16 +69,7 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def content_key(data: bytes, extension: str) -> str:
-    """The storage key of an image: its content hash plus the real extension."""
-    return f"{content_hash(data)}.{extension}"
-
-
-def is_valid_key(key: str) -> bool:
-    return bool(KEY_PATTERN.fullmatch(key))
-
-
-def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def decode(data: bytes, *, max_pixels: int = Config.MAX_IMAGE_PIXELS) -> DecodedImage:
     """Decode file bytes into an RGB image, or raise a clear domain error.
 
     The pixel count is checked from the header, before any pixel is decoded, so

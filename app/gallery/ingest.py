@@ -11,7 +11,6 @@ one; at most two batches are in flight.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -21,11 +20,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from app.config import Config
 from app.exceptions import BadRequest, InvalidImage, NotFound
 from app.gallery import imaging
+from app.gallery.keys import original_name, thumb_name
 from app.gallery.prefetch import prefetch
 from app.gallery.sources import Source
-from app.gallery.storage import ImageStore, original_name, thumb_name
+from app.gallery.storage import ImageStore
+from app.model.cpus import available_cpus
 from app.model.encoder import Encoder
 from app.vectors.records import Entry
 from app.vectors.store import VectorStore
@@ -33,6 +35,7 @@ from app.vectors.store import VectorStore
 log = logging.getLogger(__name__)
 
 _Map = Callable[..., Iterable[Any]]  # map, or a thread pool's map
+_Loaded = tuple[Source, bytes, str]  # a source, its bytes and their content hash
 
 ADDED, DUPLICATE, REJECTED = "added", "duplicate", "rejected"
 
@@ -91,7 +94,7 @@ class Ingestor:
         images: ImageStore,
         *,
         batch_size: int = 0,
-        max_pixels: int = imaging.DEFAULT_MAX_PIXELS,
+        max_pixels: int = Config.MAX_IMAGE_PIXELS,
         collection: str | None = None,
         skip_existing: bool = True,
         store_images: bool = True,
@@ -123,7 +126,7 @@ class Ingestor:
                                name="ingest-prefetch")
             yield from self._insert_all(batches)
             return
-        workers = max(2, _usable_cpus())
+        workers = max(2, available_cpus())
         with ThreadPoolExecutor(workers, thread_name_prefix="ingest-prepare") as pool:
             yield from self._insert_all(self._prepare_batches(sources, pool.map))
 
@@ -145,48 +148,12 @@ class Ingestor:
             yield self._prepare(chunk, seen, each)
 
     def _prepare(self, chunk: list[Source], seen: set[str], each: _Map) -> _Batch:
-        """One batch: sources read in order, then each new image made ready by ``each``
-        (``map``, or a thread pool's)."""
-        preprocess = self.encoder.preprocess
+        """One batch: sources read in order, duplicates set apart, then each new image
+        made ready by ``each`` (``map``, or a thread pool's)."""
         outcomes: list[Outcome] = []
-        loaded: list[tuple[Source, bytes, str]] = []
-        for source in chunk:
-            try:
-                data = source.read()
-            except (OSError, BadRequest) as exc:
-                outcomes.append(Outcome(source.name, REJECTED, reason=_reason(exc)))
-                continue
-            loaded.append((source, data, imaging.content_hash(data)))
-        known = self.vectors.existing({h for _, _, h in loaded}, self.collection) \
-            if self.skip_existing else set()
-        new, copies = [], {}  # copies: later sources with the bytes of a new one
-        for source, data, digest in loaded:
-            if digest in known or digest in seen:
-                outcomes.append(Outcome(source.name, DUPLICATE, key=digest))
-            elif digest in copies:
-                copies[digest].append(source)
-            else:
-                copies[digest] = []
-                new.append((source, data, digest))
-
-        def ready(item: tuple[Source, bytes, str]) -> tuple[_Prepared, Image.Image] | Outcome:
-            source, data, digest = item
-            try:
-                image = imaging.decode(data, max_pixels=self.max_pixels)
-            except InvalidImage as exc:
-                return Outcome(source.name, REJECTED, reason=exc.message)
-            key = f"{digest}.{image.extension}"
-            # One resize for the encoder and the thumbnail, when the encoder's keeps
-            # the aspect and still covers the thumbnail: half the CPU of a photo here.
-            small = preprocess.resize(image.image)
-            if self.store_images:
-                thumb_from = small if preprocess.shrinks_keeping_aspect(
-                    image.image, imaging.THUMB_SIZE) else image.image
-                self.store(key, data, image, thumb_from)
-            return _Prepared(source, digest, key), small
-
+        new, copies = self._new_images(self._read(chunk, outcomes), seen, outcomes)
         items, resized = [], []
-        for (_, _, digest), result in zip(new, each(ready, new), strict=True):
+        for (_, _, digest), result in zip(new, each(self._ready, new), strict=True):
             if isinstance(result, Outcome):  # rejected: so is every copy
                 outcomes.append(result)
                 outcomes += [replace(result, name=s.name) for s in copies[digest]]
@@ -195,8 +162,60 @@ class Ingestor:
             items.append(result[0])
             resized.append(result[1])
             outcomes += [Outcome(s.name, DUPLICATE, key=digest) for s in copies[digest]]
-        pixels = preprocess.finish(resized) if resized else None
+        pixels = self.encoder.preprocess.finish(resized) if resized else None
         return _Batch(items, pixels, outcomes)
+
+    def _read(self, chunk: list[Source], outcomes: list[Outcome]) -> list[_Loaded]:
+        """Each source's bytes and content hash; an unreadable source is rejected."""
+        loaded: list[_Loaded] = []
+        for source in chunk:
+            try:
+                data = source.read()
+            except (OSError, BadRequest) as exc:
+                outcomes.append(Outcome(source.name, REJECTED, reason=_reason(exc)))
+                continue
+            loaded.append((source, data, imaging.content_hash(data)))
+        return loaded
+
+    def _new_images(
+        self, loaded: list[_Loaded], seen: set[str], outcomes: list[Outcome]
+    ) -> tuple[list[_Loaded], dict[str, list[Source]]]:
+        """The images neither in the collection nor earlier in this run, each once.
+
+        Also returns, by hash, the later sources with the bytes of a new image
+        (``copies``): they share its outcome.
+        """
+        known = self.vectors.existing({h for _, _, h in loaded}, self.collection) \
+            if self.skip_existing else set()
+        new: list[_Loaded] = []
+        copies: dict[str, list[Source]] = {}
+        for source, data, digest in loaded:
+            if digest in known or digest in seen:
+                outcomes.append(Outcome(source.name, DUPLICATE, key=digest))
+            elif digest in copies:
+                copies[digest].append(source)
+            else:
+                copies[digest] = []
+                new.append((source, data, digest))
+        return new, copies
+
+    def _ready(self, item: _Loaded) -> tuple[_Prepared, Image.Image] | Outcome:
+        """Decode, resize for the encoder and store the original and its thumbnail."""
+        source, data, digest = item
+        preprocess = self.encoder.preprocess
+        try:
+            image = imaging.decode(data, max_pixels=self.max_pixels)
+        except InvalidImage as exc:
+            return Outcome(source.name, REJECTED, reason=exc.message)
+        key = f"{digest}.{image.extension}"
+        # One resize for the encoder and the thumbnail, when the encoder's keeps
+        # the aspect and still covers the thumbnail: half the CPU of a photo here.
+        small = preprocess.resize(image.image)
+        if self.store_images:
+            thumb_from = small if preprocess.shrinks_keeping_aspect(
+                image.image, imaging.THUMB_SIZE) else image.image
+            self.store(key, data, image, thumb_from)
+        return _Prepared(source, digest, key), small
 
     def store(self, key: str, data: bytes, image: imaging.DecodedImage,
               thumb_from: Image.Image | None = None) -> None:
@@ -219,11 +238,7 @@ class Ingestor:
 
 def _model_leaves_cpu_free(encoder: Encoder) -> bool:
     """A GPU model, or fewer torch threads than usable cores: preparing can overlap."""
-    return not encoder.device.startswith("cpu") or torch.get_num_threads() < _usable_cpus()
-
-
-def _usable_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return not encoder.device.startswith("cpu") or torch.get_num_threads() < available_cpus()
 
 
 def _metadata(source: Source) -> dict[str, Any]:

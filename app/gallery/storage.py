@@ -1,7 +1,7 @@
 """The image store: gallery originals and their thumbnails, on disk or in S3/MinIO.
 
 Objects are named by content hash, ``images/<sha256>.<ext>`` and
-``thumbs/<sha256>.jpg`` (``.webp`` in older galleries), and every name is checked
+``thumbs/<sha256>.jpg``, and every name is checked
 against exactly those patterns before it touches a folder or a bucket, so nothing
 from a request can reach another file. Failures become :class:`StorageUnavailable`
 (naming the store, never its credentials); short timeouts and one retry let a dead
@@ -26,13 +26,9 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 from urllib3.util import Retry, Timeout
 
 from app.exceptions import BadRequest, NotFound, StorageUnavailable
-from app.gallery.imaging import is_valid_key
+from app.files import atomic_write
+from app.gallery.keys import ORIGINALS, THUMBS, is_stored_name
 
-ORIGINALS = "images/"
-THUMBS = "thumbs/"
-_NAME_PATTERN = re.compile(
-    r"images/[0-9a-f]{64}\.(?:jpg|png|webp|gif|bmp|tiff)|thumbs/[0-9a-f]{64}\.(?:jpg|webp)"
-)
 # Config-given S3 key prefixes: plain path segments, never "." or "..".
 _PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _BUCKET_PATTERN = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -55,28 +51,9 @@ class ImageStore(Protocol):
     def ping(self) -> None: ...
 
 
-def original_name(key: str) -> str:
-    """The object name of a gallery original, from its content key."""
-    if not is_valid_key(key):
-        raise BadRequest("This is not a valid image key.")
-    return ORIGINALS + key
-
-
-def thumb_name(key: str) -> str:
-    """The object name of an image's thumbnail; thumbnails are always JPEG."""
-    if not is_valid_key(key):
-        raise BadRequest("This is not a valid image key.")
-    return f"{THUMBS}{key.split('.', 1)[0]}.jpg"
-
-
-def legacy_thumb_name(key: str) -> str:
-    """Where galleries made before JPEG thumbnails keep theirs (WebP)."""
-    return thumb_name(key).removesuffix(".jpg") + ".webp"
-
-
 def check_name(name: str) -> str:
     """Return ``name`` if it is an original's or a thumbnail's name, else refuse it."""
-    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
+    if not is_stored_name(name):
         raise BadRequest("This is not the name of a stored image.")
     return name
 
@@ -100,19 +77,7 @@ class LocalStore:
         """Write atomically (temporary file + rename): readers never see half a file."""
         path = self.root / check_name(name)
         with self._errors("is not writable"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as file:
-                    file.write(data)
-                    file.flush()
-                    os.fsync(file.fileno())
-                    # mkstemp makes files 0600, which would hide them from a web server.
-                    os.fchmod(file.fileno(), 0o644)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(path, data)
 
     def get(self, name: str) -> bytes:
         path = self.root / check_name(name)
@@ -144,7 +109,7 @@ class LocalStore:
             with os.scandir(folder) as entries:
                 for entry in entries:
                     name = prefix + entry.name
-                    if _NAME_PATTERN.fullmatch(name) and entry.is_file():
+                    if is_stored_name(name) and entry.is_file():
                         yield name
 
     def ping(self) -> None:
@@ -253,7 +218,7 @@ class MinioStore:
         with self._errors():
             for item in self.client.list_objects(self.bucket, prefix=listing, recursive=True):
                 name = item.object_name[len(self.prefix) :]
-                if _NAME_PATTERN.fullmatch(name):
+                if is_stored_name(name):
                     yield name
 
     def ping(self) -> None:

@@ -50,12 +50,10 @@ def start(app: Flask, kind: str, *, user: str) -> JobState:
     try:
         files.clear_cancel()
         files.write(state)
-        command = [sys.executable, "-m", "flask", "--app", "app:create_app()", "index",
-                   COMMANDS[kind], "--lock-fd", str(fd), "--job-id", state.id, "--user", user]
         with open(files.log, "ab") as output:
             child = subprocess.Popen(
-                command, cwd=_root(), env=child_env(app), stdin=subprocess.DEVNULL,
-                stdout=output, stderr=subprocess.STDOUT, pass_fds=(fd,),
+                job_command(kind, fd, state.id, user), cwd=_root(), env=child_env(app),
+                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, pass_fds=(fd,),
                 start_new_session=True,  # survives the request, the worker and its ^C
             )
         _CHILDREN.append(child)
@@ -72,6 +70,12 @@ def start(app: Flask, kind: str, *, user: str) -> JobState:
         release(fd)  # the child holds the lock from here on
 
 
+def job_command(kind: str, lock_fd: int, job_id: str, user: str) -> list[str]:
+    """The job process's command line: ``flask index rebuild|rollback`` with the lock."""
+    return [sys.executable, "-m", "flask", "--app", "app:create_app()", "index",
+            COMMANDS[kind], "--lock-fd", str(lock_fd), "--job-id", job_id, "--user", user]
+
+
 def run_here(
     app: Flask,
     kind: str,
@@ -83,10 +87,6 @@ def run_here(
     on_change: Callable[[JobState], None] | None = None,
 ) -> JobState:
     """Run a job in this process (the CLI, or the child ``start`` made). Needs an app context."""
-    from app import audit
-    from app.extensions import build_encoder, images
-    from app.vectors.connect import connect_milvus
-
     files = JobFiles(app.instance_path)
     fd, state = _take_lock(app, files, kind, user=user, lock_fd=lock_fd, job_id=job_id)
     try:
@@ -94,26 +94,40 @@ def run_here(
         state = replace(state, pid=os.getpid(), phase="loading", message="connecting")
         progress = Progress(files, state, on_change)
         progress.set()
-        try:
-            reindexer = Reindexer(
-                connect_milvus(app), images(), load=lambda name: build_encoder(app, name),
-                progress=progress, batch_size=batch_size or int(app.config["BATCH_SIZE"]),
-                max_pixels=int(app.config["MAX_IMAGE_PIXELS"]),
-            )
-        except LookalikeError as exc:
-            final = progress.finish("failed", error=exc.message)
-        else:
-            final = reindexer.execute()
-        if final.phase == "done":
-            files.record_success(final)
-        audit.record(f"{kind}.{final.phase}", user=user or "cli", job=final.id,
-                     old=final.old_collection, new=final.new_collection, images=final.done,
-                     failed=final.failed, seconds=round(final.duration_s, 1),
-                     error=final.error or None)
+        final = _execute(app, progress, batch_size)
+        _record(files, final, kind, user)
         return final
     finally:
         files.clear_cancel()
         release(fd)
+
+
+def _execute(app: Flask, progress: Progress, batch_size: int | None) -> JobState:
+    """Reach Milvus and the image store, then run the job; an unreachable one fails it."""
+    from app.extensions import build_encoder, images
+    from app.vectors.connect import connect_milvus
+
+    try:
+        reindexer = Reindexer(
+            connect_milvus(app), images(), load=lambda name: build_encoder(app, name),
+            progress=progress, batch_size=batch_size or int(app.config["BATCH_SIZE"]),
+            max_pixels=int(app.config["MAX_IMAGE_PIXELS"]),
+        )
+    except LookalikeError as exc:
+        return progress.finish("failed", error=exc.message)
+    return reindexer.execute()
+
+
+def _record(files: JobFiles, final: JobState, kind: str, user: str) -> None:
+    """Keep a finished job for the admin page (and rollback), and audit every outcome."""
+    from app import audit
+
+    if final.phase == "done":
+        files.record_success(final)
+    audit.record(f"{kind}.{final.phase}", user=user or "cli", job=final.id,
+                 old=final.old_collection, new=final.new_collection, images=final.done,
+                 failed=final.failed, seconds=round(final.duration_s, 1),
+                 error=final.error or None)
 
 
 def _take_lock(

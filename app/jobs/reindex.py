@@ -10,7 +10,6 @@ Until the switch the old collection serves (docs/architecture.md, "Reindex").
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -18,12 +17,14 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from app.config import Config
 from app.exceptions import BadRequest, LookalikeError, NotFound
-from app.gallery import imaging
 from app.gallery.ingest import REJECTED, Ingestor, Outcome
+from app.gallery.keys import key_id, original_name
 from app.gallery.sources import Source
-from app.gallery.storage import ImageStore, original_name
-from app.jobs.state import MAX_REASONS, JobFiles, JobState, gallery_frozen
+from app.gallery.storage import ImageStore
+from app.jobs.state import MAX_REASONS, JobFiles, JobState
+from app.jobs.switch import Cancelled, Steps, drop_quietly, move_alias, switch_collection
 from app.model.encoder import Encoder
 from app.serving import stamp_of
 from app.vectors.records import Entry
@@ -33,21 +34,7 @@ log = logging.getLogger(__name__)
 
 WRITE_INTERVAL = 0.25  # seconds between progress writes (phase changes are written at once)
 CANCEL_CHECK_INTERVAL = 0.5
-
-
-def fault_pause(phase: str) -> None:
-    """Fault injection for tests: ``LOOKALIKE_FAULT_PAUSE=phase:seconds`` holds the job
-    in ``phase`` (``encoding`` is held half-way through) so that a test can kill it
-    exactly there. Unset in normal use; costs one environment read per phase."""
-    spec = os.environ.get("LOOKALIKE_FAULT_PAUSE", "")
-    name, _, seconds = spec.partition(":")
-    if spec and name == phase:
-        log.warning("fault injection: holding the job in phase %s for %s s", phase, seconds)
-        time.sleep(float(seconds or 60))
-
-
-class Cancelled(Exception):
-    """The operator asked the job to stop (cancel button, SIGTERM or Ctrl+C)."""
+WAITING = "waiting for uploads in progress to finish"
 
 
 class Progress:
@@ -76,8 +63,6 @@ class Progress:
             self._encode_started = time.monotonic()
         self._state = replace(self._state, **changes)
         self._write()
-        if "phase" in changes and changes["phase"] != "encoding":
-            fault_pause(changes["phase"])
         return self._state
 
     def finish(self, phase: str, **changes: Any) -> JobState:
@@ -89,7 +74,7 @@ class Progress:
         done, failed, failures = state.done + 1, state.failed, state.failures
         if outcome.status == REJECTED:
             failed += 1
-            self.failed_ids.add(outcome.name.split(".", 1)[0])
+            self.failed_ids.add(key_id(outcome.name))
             if len(failures) < MAX_REASONS:
                 failures = (*failures, f"{outcome.name}: {outcome.reason}")
         elapsed = time.monotonic() - self._encode_started
@@ -101,9 +86,6 @@ class Progress:
             self._write()
         elif self._on_change:
             self._on_change(self._state)
-        if done * 2 >= state.total and (done - 1) * 2 < state.total:
-            self._write()
-            fault_pause("encoding")  # half-way through: rows written, more to come
 
     def cancelled(self) -> bool:
         if self.signalled:
@@ -136,7 +118,7 @@ class Reindexer:
         load: Callable[[str], Encoder],
         progress: Progress,
         batch_size: int = 0,
-        max_pixels: int = imaging.DEFAULT_MAX_PIXELS,
+        max_pixels: int = Config.MAX_IMAGE_PIXELS,
     ) -> None:
         self.vectors = vectors  # reached through the serving alias
         self.images = images
@@ -169,20 +151,16 @@ class Reindexer:
         p.check()
         old = self.vectors.resolve()
         self.drop_leftovers(old)
-        new = self.vectors.create_collection(stamp_of(encoder))
-        try:
+
+        def fill(new: str) -> None:
             total = self.vectors.count(old) if old else 0
             p.set(phase="encoding", old_collection=old or "", new_collection=new, total=total,
                   message="")
             if old:
                 self.encode(encoder, self.vectors.iterate(collection=old), new)
-            p.set(phase="indexing", message="building the HNSW index", eta_s=None)
-            self.vectors.wait_for_index(new, serving=False)
-            p.check()
-            self.switch(encoder, old, new)
-        except BaseException:
-            self._drop_quietly(new)
-            raise
+
+        new = switch_collection(self.vectors, stamp_of(encoder), fill, files=p.files,
+                                steps=JobSteps(self, encoder)).collection
         self.drop_leftovers(new)
         expected = p.state.total - p.state.failed
         rows = self.vectors.count(new)
@@ -203,7 +181,7 @@ class Reindexer:
         self.vectors.check(stamp_of(encoder), target)
         p.check()
         p.set(phase="switching", done=p.state.total)
-        self.switch(encoder, serving, target)
+        move_alias(self.vectors, p.files, target, JobSteps(self, encoder))
         return p.finish("done", message=f"Rolled back: serving {target} (model {model}).")
 
     # -- steps -----------------------------------------------------------------------
@@ -220,27 +198,6 @@ class Reindexer:
             self.progress.check()
 
         ingestor.run((self._source(e) for e in entries), counted)
-
-    def switch(self, encoder: Encoder, old: str | None, new: str) -> None:
-        """Catch up on gallery changes made meanwhile, then move the alias to ``new``."""
-        p = self.progress
-        p.set(phase="switching", message="waiting for uploads in progress to finish", eta_s=None)
-        with gallery_frozen(p.files, cancelled=p.cancelled,
-                            waiting=lambda: p.set(message="waiting for uploads in progress "
-                                                  "to finish")) as frozen:
-            if not frozen:
-                raise Cancelled
-            p.set(message="adding images changed during the reindex")
-            if old:
-                added, removed = self.catch_up(encoder, old, new)
-                if added or removed:
-                    self.vectors.wait_for_index(new)  # persist the few rows written late
-                    p.set(message=f"caught up: {added} added or changed, {removed} removed "
-                          "during the reindex")
-                self.vectors.mark_served(old)
-            p.check()
-            self.vectors.switch_to(new)
-        self.vectors.mark_served(new)
 
     def catch_up(self, encoder: Encoder, source: str, target: str) -> tuple[int, int]:
         """Make ``target`` hold the rows of ``source``: re-encode new or relabelled ones,
@@ -262,14 +219,8 @@ class Reindexer:
         keep = {serving, rollback_target(self.vectors, serving)}
         dropped = [c for c in self.vectors.generations() if c not in keep]
         for collection in dropped:
-            self._drop_quietly(collection)
+            drop_quietly(self.vectors, collection)
         return dropped
-
-    def _drop_quietly(self, collection: str) -> None:
-        try:
-            self.vectors.drop(collection)
-        except LookalikeError as exc:  # the next job tries again
-            log.warning("could not drop %s: %s", collection, exc.message)
 
     def _source(self, entry: Entry) -> Source:
         def read() -> bytes:
@@ -279,6 +230,35 @@ class Reindexer:
                 raise BadRequest("the original is missing from the image store") from None
 
         return Source(entry.key, read, entry.label, entry.metadata)
+
+
+class JobSteps(Steps):
+    """The switch's steps as a job shows them, and its catch-up by re-encoding."""
+
+    def __init__(self, job: Reindexer, encoder: Encoder) -> None:
+        self.job = job
+        self.encoder = encoder
+        self.progress = job.progress
+
+    def indexing(self) -> None:
+        self.progress.set(phase="indexing", message="building the HNSW index", eta_s=None)
+
+    def switching(self) -> None:
+        self.progress.set(phase="switching", message=WAITING, eta_s=None)
+
+    def waiting(self) -> None:
+        self.progress.set(message=WAITING)
+
+    def catch_up(self, old: str, new: str) -> None:
+        self.progress.set(message="adding images changed during the reindex")
+        added, removed = self.job.catch_up(self.encoder, old, new)
+        if added or removed:
+            self.job.vectors.wait_for_index(new)  # persist the few rows written late
+            self.progress.set(message=f"caught up: {added} added or changed, {removed} "
+                              "removed during the reindex")
+
+    def cancelled(self) -> bool:
+        return self.progress.cancelled()
 
 
 def rollback_target(vectors: VectorStore, serving: str | None) -> str | None:

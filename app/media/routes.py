@@ -11,7 +11,7 @@ from flask import Blueprint, Response, request
 from app.exceptions import NotFound
 from app.extensions import images
 from app.gallery import imaging
-from app.gallery.storage import legacy_thumb_name, original_name, thumb_name
+from app.gallery.keys import is_valid_key, key_id, original_name, thumb_name
 
 bp = Blueprint("media", __name__)
 
@@ -28,19 +28,16 @@ def image(key: str) -> Response:
 @bp.get("/thumbs/<key>")
 def thumb(key: str) -> Response:
     _check(key)
-    try:
-        return _serve(thumb_name(key), imaging.THUMB_MIME, key)
-    except NotFound:  # a gallery from before JPEG thumbnails, not repaired yet
-        return _serve(legacy_thumb_name(key), "image/webp", key)
+    return _serve(thumb_name(key), imaging.THUMB_MIME, key)
 
 
 def _check(key: str) -> None:
-    if not imaging.is_valid_key(key):
+    if not is_valid_key(key):
         raise NotFound("There is no image with that key.")
 
 
 def _serve(name: str, mimetype: str, key: str) -> Response:
-    etag = key.split(".", 1)[0]
+    etag = key_id(key)
     if etag in request.if_none_match:
         response = Response(status=304)
     else:

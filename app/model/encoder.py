@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from app.config import DEFAULT_MODEL
 from app.exceptions import ModelLoadError
 from app.model import main_thread
 from app.model.allocator import keep_buffers_mapped
@@ -27,8 +28,6 @@ from app.model.preprocess import Preprocess
 from app.model.projection import ProjectionHead, load_head, read_manifest
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "facebook/dinov2-small"
 
 
 def bf16_supported(device: str) -> bool:
@@ -134,36 +133,40 @@ class Encoder:
         head: ProjectionHead | None = None,
         name: str = "",
         device: str = "cpu",
-        bf16: bool | None = None,
-        precision: str | None = None,
+        precision: str = "auto",
         compile: bool = False,
         batch_size: int | None = None,
     ) -> None:
         transformer = hasattr(getattr(backbone, "config", None), "num_attention_heads")
-        self.precision = resolve_precision(precision, bf16, device, transformer=transformer)
-        self.backbone = backbone.eval().to(device)
-        if not device.startswith("cuda"):
-            use_matmul_attention(self.backbone)
-        self.head = head.eval().to(device) if head is not None else None
+        self.precision = resolve_precision(precision, device, transformer=transformer)
         self.preprocess = preprocess
         self.name = name
         self.device = device
         self.batch_size = batch_size or default_batch_size(device)
         self._dim: int | None = None
+        self._place(backbone, head)
         # Taken before any bf16 cast or compilation, so every mode shares one identity.
         eager = compile or self.precision == "bf16"
         self._fingerprint = fingerprint_of(self.backbone, self.head) if eager else None
         if self.precision == "bf16":
-            self.backbone.to(torch.bfloat16)
-            if self.head is not None:
-                self.head.to(torch.bfloat16)
-        self._forward = self._features
+            self._cast(torch.bfloat16)
+        self._forward = _compiled(self._features) if compile else self._features
         # Concurrent embeds (gunicorn threads) share model calls (app/model/batching.py),
         # run on the main thread where a server hands it over (app/model/main_thread.py).
         self._coalesced = Coalescer(
             lambda prepared: main_thread.call(lambda: self._run_model(prepared)), self.batch_size)
-        if compile:
-            self._forward = _compiled(self._features)
+
+    def _place(self, backbone: nn.Module, head: ProjectionHead | None) -> None:
+        """Backbone and head in eval mode on the device; plain-matmul attention off CUDA."""
+        self.backbone = backbone.eval().to(self.device)
+        if not self.device.startswith("cuda"):
+            use_matmul_attention(self.backbone)
+        self.head = head.eval().to(self.device) if head is not None else None
+
+    def _cast(self, dtype: torch.dtype) -> None:
+        self.backbone.to(dtype)
+        if self.head is not None:
+            self.head.to(dtype)
 
     @classmethod
     def from_pretrained(
@@ -171,8 +174,7 @@ class Encoder:
         id_or_dir: str = DEFAULT_MODEL,
         *,
         device: str | None = None,
-        bf16: bool | None = None,
-        precision: str | None = None,
+        precision: str = "auto",
         compile: bool = False,
         threads: int | None = None,
         batch_size: int | None = None,
@@ -183,12 +185,12 @@ class Encoder:
         (app/model/main_thread.py: no OpenMP pool outlives it).
         """
         return main_thread.in_passing_thread(lambda: cls._load(
-            id_or_dir, device=device, bf16=bf16, precision=precision, compile=compile,
+            id_or_dir, device=device, precision=precision, compile=compile,
             threads=threads, batch_size=batch_size))
 
     @classmethod
-    def _load(cls, id_or_dir: str, *, device: str | None, bf16: bool | None,
-              precision: str | None, compile: bool, threads: int | None,
+    def _load(cls, id_or_dir: str, *, device: str | None,
+              precision: str, compile: bool, threads: int | None,
               batch_size: int | None) -> Encoder:
         if threads:
             torch.set_num_threads(threads)
@@ -200,7 +202,7 @@ class Encoder:
         if manifest is not None:
             head = load_head(directory, manifest)
         return cls(backbone, preprocess, head=head, name=id_or_dir, device=device,
-                   bf16=bf16, precision=precision, compile=compile, batch_size=batch_size)
+                   precision=precision, compile=compile, batch_size=batch_size)
 
     @property
     def dim(self) -> int:
@@ -213,10 +215,6 @@ class Encoder:
     def dtype(self) -> str:
         return {"fp32": "float32", "bf16": "bfloat16", "bf16-autocast": "bfloat16-autocast"}[
             self.precision]
-
-    @property
-    def bf16(self) -> bool:
-        return self.precision != "fp32"
 
     @property
     def fingerprint(self) -> str:
@@ -273,22 +271,20 @@ class Encoder:
 PRECISIONS = ("fp32", "bf16", "bf16-autocast")
 
 
-def resolve_precision(precision: str | None, bf16: bool | None, device: str, *,
-                      transformer: bool = True) -> str:
-    """``precision`` wins; else ``bf16`` (None = auto, False = fp32, True = bf16 weights).
+def resolve_precision(precision: str, device: str, *, transformer: bool = True) -> str:
+    """One of PRECISIONS: ``precision`` itself, or what ``auto`` picks on ``device``.
 
     ``auto`` means bf16 weights where bf16 is fast and keeps the embeddings: transformer
     backbones keep them, while convolutional ones (MobileNetV2) drift in bf16 and so
     stay fp32 on the CPU unless asked (docs/performance.md, "Precision").
     """
-    if precision and precision != "auto":
-        if precision not in PRECISIONS:
-            raise ValueError(
-                f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    if precision in PRECISIONS:
         return precision
-    if bf16 is None:
-        bf16 = bf16_supported(device) and (transformer or device.startswith("cuda"))
-    return "bf16" if bf16 else "fp32"
+    if precision != "auto":
+        raise ValueError(
+            f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    fast = bf16_supported(device) and (transformer or device.startswith("cuda"))
+    return "bf16" if fast else "fp32"
 
 
 def fingerprint_of(*modules: nn.Module | None) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from app.exceptions import BadRequest, NotFound
 from app.gallery import imaging
+from app.gallery.keys import is_valid_key, key_id
 from app.model.encoder import Encoder
 from app.vectors.records import Hit
 from app.vectors.store import VectorStore
@@ -85,10 +86,10 @@ def find_similar(
 
 def find_similar_to_key(key: str, k: int, *, vectors: VectorStore) -> SearchResult:
     """More like a gallery image: its stored vector is the query; itself is left out."""
-    if not imaging.is_valid_key(key):
+    if not is_valid_key(key):
         raise NotFound("That is not a gallery image key.")
     started = time.perf_counter()
-    entry = vectors.get(key.split(".", 1)[0], with_vector=True)
+    entry = vectors.get(key_id(key), with_vector=True)
     fetched_at = time.perf_counter()
     hits = [h for h in vectors.search(entry.vector, k + 1) if h.id != entry.id][:k]
     searched_at = time.perf_counter()

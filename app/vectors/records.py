@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from app.config import Config
+
 ID_LENGTH = 64  # sha256 hex of the image bytes
 KEY_LENGTH = 128
 LABEL_LENGTH = 512
@@ -17,9 +19,9 @@ OUTPUT_FIELDS = ["key", "label", "metadata"]
 class IndexParams:
     """HNSW build and search parameters (Milvus names: M, efConstruction, ef)."""
 
-    m: int = 16
-    ef_construction: int = 200
-    ef: int = 128
+    m: int = Config.HNSW_M
+    ef_construction: int = Config.HNSW_EF_CONSTRUCTION
+    ef: int = Config.SEARCH_EF
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from pymilvus import DataType, MilvusClient, MilvusException
 
+from app.config import Config
 from app.exceptions import CollectionMismatch, NotFound
 from app.vectors.calls import milvus_call
 from app.vectors.records import (
@@ -57,7 +58,7 @@ class VectorStore:
         *,
         params: IndexParams | None = None,
         lite: bool = False,
-        timeout: float = 10.0,
+        timeout: float = Config.MILVUS_TIMEOUT,
     ) -> None:
         self.client = client
         self.alias = alias

@@ -13,7 +13,7 @@ def test_evaluate_scores_a_run_through_milvus_and_writes_a_report(
 ) -> None:
     out = tmp_path / "report"
     code = main(["evaluate", "--model", str(tiny_run), "--data", str(colour_folders),
-                 "--out", str(out), "--baseline", str(tiny_model_dir), "--no-bf16",
+                 "--out", str(out), "--baseline", str(tiny_model_dir), "--precision", "fp32",
                  "--grid", "4"])
     assert code == 0
     results = json.loads((out / "results.json").read_text())
@@ -35,10 +35,10 @@ def test_a_previous_report_serves_as_the_baseline(tiny_model_dir: Path, colour_f
                                                   tmp_path: Path) -> None:
     first, second = tmp_path / "zero-shot", tmp_path / "again"
     assert main(["evaluate", "--model", str(tiny_model_dir), "--data", str(colour_folders),
-                 "--out", str(first), "--no-milvus", "--no-bf16"]) == 0
+                 "--out", str(first), "--no-milvus", "--precision", "fp32"]) == 0
     assert main(["evaluate", "--model", str(tiny_model_dir), "--data", str(colour_folders),
                  "--out", str(second), "--baseline", str(first), "--no-milvus",
-                 "--no-bf16"]) == 0
+                 "--precision", "fp32"]) == 0
     assert not (second / "baseline").exists()
     assert "hnsw" not in json.loads((second / "results.json").read_text())
 

@@ -30,7 +30,7 @@ def test_the_export_reloads_into_the_app_encoder_with_identical_embeddings(
     tiny_run: Path, colour_folders: Path, tmp_path: Path
 ) -> None:
     out = export_run(tiny_run, tmp_path / "model")
-    encoder = Encoder.from_pretrained(str(out), bf16=False)
+    encoder = Encoder.from_pretrained(str(out), precision="fp32")
     images = [load_image(s.path) for s in load_dataset(colour_folders).query]
     model, preprocess = trained_model(tiny_run)
     with torch.no_grad():
@@ -79,6 +79,6 @@ def test_lora_adapters_are_merged_into_the_exported_backbone(
     images = [load_image(s.path) for s in load_dataset(colour_folders).query]
     with torch.no_grad():
         expected = model.eval()(preprocess(images)).numpy()
-    encoder = Encoder.from_pretrained(str(export_run(run, tmp_path / "model")), bf16=False)
+    encoder = Encoder.from_pretrained(str(export_run(run, tmp_path / "model")), precision="fp32")
     assert np.allclose(encoder.embed(images), expected, atol=1e-5)
     assert encoder.fingerprint != Encoder.from_pretrained(str(tiny_model_dir)).fingerprint

@@ -47,7 +47,7 @@ def test_a_partial_mobilenet_run_keeps_its_folded_batch_norms_and_exports_exactl
     config = checkpoint.load(run / checkpoint.BEST)
     assert any(name.startswith("layer.15.") for name in config["model"]["backbone"])
     export = export_run(run, tmp_path / "model")
-    encoder = Encoder.from_pretrained(str(export), bf16=False)
+    encoder = Encoder.from_pretrained(str(export), precision="fp32")
     norms = [m for m in encoder.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert all(float(m.running_mean.abs().max()) == 0.0 for m in norms)  # still identities
 
