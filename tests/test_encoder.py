@@ -161,7 +161,7 @@ def test_a_classifier_checkpoint_loads_its_backbone_without_a_load_report(
                           intermediate_size=64, patch_size=14, image_size=56, num_labels=3)
     Dinov2ForImageClassification(config).save_pretrained(tmp_path)
     with caplog.at_level(logging.INFO, logger="app.model.encoder"):
-        encoder = Encoder.from_pretrained(str(tmp_path), bf16=False)
+        encoder = Encoder.from_pretrained(str(tmp_path), precision="fp32")
     assert encoder.dim == 32
     printed = capfd.readouterr().err + caplog.text
     assert "LOAD REPORT" not in printed and "UNEXPECTED" not in printed
@@ -181,7 +181,7 @@ def test_backbone_weights_missing_from_the_checkpoint_are_a_warning(
     save_file({k: v for k, v in weights.items() if k not in dropped}, model / "model.safetensors",
               metadata={"format": "pt"})
     with caplog.at_level(logging.INFO, logger="app.model.encoder"):
-        Encoder.from_pretrained(str(model), bf16=False)
+        Encoder.from_pretrained(str(model), precision="fp32")
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("start random" in m and dropped[0] in m for m in warned), warned
 
@@ -191,7 +191,7 @@ def test_the_real_mobilenet_loads_without_a_load_report(
     mobilenet_dir: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="app.model.encoder"):
-        Encoder.from_pretrained(str(mobilenet_dir), bf16=False)
+        Encoder.from_pretrained(str(mobilenet_dir), precision="fp32")
     printed = capfd.readouterr().err + caplog.text
     assert "LOAD REPORT" not in printed and "UNEXPECTED" not in printed
     assert "classifier.bias, classifier.weight" in caplog.text
