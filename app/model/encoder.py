@@ -21,6 +21,9 @@ from app.exceptions import ModelLoadError
 from app.model import main_thread
 from app.model.allocator import keep_buffers_mapped
 from app.model.attention import use_matmul_attention
+from app.model.backends.choose import ModelSpec
+from app.model.backends.choose import choose as choose_runtime
+from app.model.backends.graph import FeatureModel
 from app.model.batching import Coalescer
 from app.model.preprocess import Preprocess
 from app.model.projection import ProjectionHead, load_head, read_manifest
@@ -101,6 +104,8 @@ class Encoder:
         precision: str | None = None,
         compile: bool = False,
         batch_size: int | None = None,
+        backend: str = "torch",
+        export_dir: Path | None = None,
     ) -> None:
         transformer = hasattr(getattr(backbone, "config", None), "num_attention_heads")
         self.precision = resolve_precision(precision, bf16, device, transformer=transformer)
@@ -114,18 +119,21 @@ class Encoder:
         self.batch_size = batch_size or default_batch_size(device)
         self._dim: int | None = None
         # Taken before any bf16 cast or compilation, so every mode shares one identity.
-        eager = compile or self.precision == "bf16"
+        eager = compile or self.precision == "bf16" or backend != "torch"
         self._fingerprint = fingerprint_of(self.backbone, self.head) if eager else None
-        if self.precision == "bf16":
+        # Another runtime may run backbone + head (app/model/backends/): it exports
+        # the fp32 weights, so it is chosen before the bf16 cast; None = torch.
+        self.runtime = None if backend == "torch" else choose_runtime(backend, self._spec(export_dir))
+        if self.precision == "bf16" and self.runtime is None:
             self.backbone.to(torch.bfloat16)
             if self.head is not None:
                 self.head.to(torch.bfloat16)
-        self._forward = self._features
+        self._forward = self._features if self.runtime is None else self._run_exported
         # Concurrent embeds (gunicorn threads) share model calls (app/batching.py),
         # which run on the main thread where a server hands it over (app/main_thread.py).
         self._coalesced = Coalescer(
             lambda prepared: main_thread.call(lambda: self._run_model(prepared)), self.batch_size)
-        if compile:
+        if compile and self.runtime is None:
             self._forward = _compiled(self._features)
 
     @classmethod
@@ -139,6 +147,8 @@ class Encoder:
         compile: bool = False,
         threads: int | None = None,
         batch_size: int | None = None,
+        backend: str = "torch",
+        export_dir: Path | None = None,
     ) -> Encoder:
         """Load a backbone (and the projection head of an exported model).
 
@@ -147,12 +157,13 @@ class Encoder:
         """
         return main_thread.in_passing_thread(lambda: cls._load(
             id_or_dir, device=device, bf16=bf16, precision=precision, compile=compile,
-            threads=threads, batch_size=batch_size))
+            threads=threads, batch_size=batch_size, backend=backend, export_dir=export_dir))
 
     @classmethod
     def _load(cls, id_or_dir: str, *, device: str | None, bf16: bool | None,
               precision: str | None, compile: bool, threads: int | None,
-              batch_size: int | None) -> Encoder:
+              batch_size: int | None, backend: str = "torch",
+              export_dir: Path | None = None) -> Encoder:
         if threads:
             torch.set_num_threads(threads)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -163,7 +174,8 @@ class Encoder:
         if manifest is not None:
             head = load_head(directory, manifest)
         return cls(backbone, preprocess, head=head, name=id_or_dir, device=device,
-                   bf16=bf16, precision=precision, compile=compile, batch_size=batch_size)
+                   bf16=bf16, precision=precision, compile=compile, batch_size=batch_size,
+                   backend=backend, export_dir=export_dir)
 
     @property
     def dim(self) -> int:
@@ -220,9 +232,9 @@ class Encoder:
     def _run_model(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         pixels = self.preprocess.to_tensor(batch) if isinstance(batch, np.ndarray) else batch
         pixels = pixels.to(self.device)
-        if self.precision == "bf16":
+        if self.precision == "bf16" and self.runtime is None:
             pixels = pixels.to(torch.bfloat16)
-        autocast = self.precision == "bf16-autocast"
+        autocast = self.precision == "bf16-autocast" and self.runtime is None
         with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
             features = self._forward(pixels)
         features = torch.nn.functional.normalize(features.float(), dim=1)
@@ -231,6 +243,28 @@ class Encoder:
     def _features(self, pixels: torch.Tensor) -> torch.Tensor:
         features = pooled_features(self.backbone(pixel_values=pixels))
         return self.head(features) if self.head is not None else features
+
+    # --- delegation to another runtime (app/model/backends/) ---
+
+    @property
+    def backend(self) -> str:
+        """The runtime that serves: torch, openvino or onnxruntime."""
+        return self.runtime.backend if self.runtime is not None else "torch"
+
+    @property
+    def backend_precision(self) -> str:
+        """The precision that runtime computes in (fp32, bf16, bf16-autocast, int8)."""
+        return self.runtime.precision if self.runtime is not None else self.precision
+
+    def _spec(self, export_dir: Path | None) -> ModelSpec:
+        return ModelSpec(module=FeatureModel(self.backbone, self.head, pooled_features),
+                         input_size=self.preprocess.input_size, fingerprint=self.fingerprint,
+                         precision=self.precision, batch_size=self.batch_size,
+                         threads=torch.get_num_threads(), export_dir=export_dir)
+
+    def _run_exported(self, pixels: torch.Tensor) -> torch.Tensor:
+        assert self.runtime is not None
+        return torch.from_numpy(self.runtime(pixels.float().numpy()))
 
 
 PRECISIONS = ("fp32", "bf16", "bf16-autocast")
