@@ -42,7 +42,9 @@ def health() -> ResponseReturnValue:
     try:
         enc = _serving_or_configured_encoder()
         report["model"] = {"id": enc.name, "dim": enc.dim, "device": enc.device,
-                           "dtype": enc.dtype, "threads": torch.get_num_threads()}
+                           "dtype": enc.dtype, "backend": enc.backend,
+                           "precision": enc.backend_precision,
+                           "threads": torch.get_num_threads()}
     except LookalikeError as exc:
         report["model"] = {"id": current_app.config["MODEL"], "error": exc.message}
     try:
@@ -77,7 +79,8 @@ def _serving_or_configured_encoder() -> Encoder:
 
 
 def _k(raw: Any) -> int:
-    return parse_k(raw, default=current_app.config["DEFAULT_K"], maximum=current_app.config["MAX_K"])
+    return parse_k(raw, default=current_app.config["DEFAULT_K"],
+                   maximum=current_app.config["MAX_K"])
 
 
 def _payload(result: SearchResult) -> dict[str, Any]:

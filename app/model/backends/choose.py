@@ -195,3 +195,29 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return "unknown"
+
+
+def served_by(setting: str, export_dir: Path, fingerprint: str) -> str:
+    """What the workers run a model on, read from the exports and decisions on disk.
+
+    For ``index status``, which does not load the model: the newest ``auto`` decision
+    or export for the model's fingerprint.
+    """
+    if setting == "torch" or not fingerprint:
+        return f"{setting} (LOOKALIKE_ENCODER_BACKEND)"
+    if setting == "auto":
+        decisions = sorted(export_dir.glob(f"auto-{fingerprint}-*.json"),
+                           key=lambda p: p.stat().st_mtime)
+        for path in reversed(decisions):
+            try:
+                saved = json.loads(path.read_text())
+                precision = saved["figures"][saved["picked"]]["precision"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            return f"{saved['picked']} {precision} (auto, measured on {saved['cpu']})"
+        return "auto (not measured yet: the first worker measures as it starts)"
+    exports = sorted(export_dir.glob(f"{fingerprint}-{setting}-*"), key=lambda p: p.stat().st_mtime)
+    folders = [p for p in exports if p.is_dir() and ".partial-" not in p.name]
+    if not folders:
+        return f"{setting} (not exported yet: the first worker exports as it starts)"
+    return f"{setting} {folders[-1].name.split('-')[2]}"
