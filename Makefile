@@ -10,10 +10,12 @@ PYTEST_ARGS ?=
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+# requirements-backends.txt: OpenVINO and ONNX Runtime (~300 MB), always installed;
+# LOOKALIKE_ENCODER_BACKEND=auto uses them only where they measure faster than torch.
+$(VENV)/.installed: requirements.txt requirements-backends.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-backends.txt
 	touch $@
 
 # gunicorn sized by gunicorn.conf.py (workers from cores and memory; each loads

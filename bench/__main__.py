@@ -18,7 +18,7 @@ import torch
 
 from bench.common import ROOT, machine
 
-SUITES = ("encoder", "search", "latency", "ingest")
+SUITES = ("encoder", "encoder-backends", "search", "latency", "ingest")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -31,8 +31,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gallery", type=int, default=0, help="gallery size for the latency suite")
     parser.add_argument("--ingest-photos", type=int, default=0, help="photos for the ingest suite")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile modes")
+    parser.add_argument("--max-autotune", action="store_true",
+                        help="encoder-backends suite: also torch.compile max-autotune (slow)")
     parser.add_argument("--backends", default="lite,server",
                         help="Milvus backends for the search and latency suites (server needs --milvus-server)")
+    parser.add_argument("--encoder-backends", default="torch",
+                        help="latency suite: LOOKALIKE_ENCODER_BACKEND values to serve with, "
+                             "each beside the others (e.g. torch,auto)")
     parser.add_argument("--update", action="store_true",
                         help="merge into the existing report.json instead of starting a new one "
                              "(to re-measure one suite or backend; the report lists every command)")
@@ -81,6 +86,14 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                                                    compile_modes=not args.no_compile)
             results["encoder"]["run"] = run
             save(args, results)
+        if "encoder-backends" in only:
+            from bench import backend_speed
+
+            run = stamp()
+            results["encoder-backends"] = backend_speed.run(
+                workdir, quick=args.quick, repeats=repeats, max_autotune=args.max_autotune)
+            results["encoder-backends"]["run"] = run
+            save(args, results)
         if "search" in only:
             from pymilvus import MilvusClient
 
@@ -103,11 +116,15 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
             gallery = args.gallery or (500 if args.quick else 100_000)
             latency = results.get("latency", {}) if args.update else {}
+            encoder_backends = [b.strip() for b in args.encoder_backends.split(",") if b.strip()]
             for name, uri in backends.items():
-                run = stamp()
-                latency[name] = http_speed.run(workdir, uri=uri, backend=name, gallery=gallery,
-                                               quick=args.quick, cores=cores)
-                latency[name]["run"] = run
+                for encoder_backend in encoder_backends:
+                    key = name if encoder_backend == "torch" else f"{name}, encoder {encoder_backend}"
+                    run = stamp()
+                    latency[key] = http_speed.run(workdir, uri=uri, backend=name, gallery=gallery,
+                                                  quick=args.quick, cores=cores,
+                                                  encoder_backend=encoder_backend)
+                    latency[key]["run"] = run
             results["latency"] = latency
             save(args, results)
         if "ingest" in only:

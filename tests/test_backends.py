@@ -82,7 +82,8 @@ def test_each_backend_embeds_the_real_mobilenet_like_torch_fp32(
 ) -> None:
     reference = Encoder.from_pretrained(str(mobilenet_dir), precision="fp32").embed(images)
     encoder = Encoder.from_pretrained(str(mobilenet_dir), backend=backend, export_dir=exports)
-    assert encoder.backend == backend and encoder.backend_precision == "fp32"  # auto: conv stays fp32
+    # auto precision keeps a convolutional model in fp32 on the CPU
+    assert encoder.backend == backend and encoder.backend_precision == "fp32"
     assert min_cosine(encoder.embed(images), reference) >= MIN_COSINE
 
 
