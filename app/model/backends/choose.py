@@ -74,12 +74,14 @@ def load(backend: str, spec: ModelSpec, precision: str | None = None) -> Runtime
     precision = precision or runtime_precision(backend, spec.precision)
     if precision not in module.PRECISIONS:
         raise BackendUnavailable(f"{backend} has no {precision} mode")
+    # The weights' precision on disk: an fp32 export serves fp32 and bf16 alike.
+    stored = "int8" if precision == "int8" else "fp32"
     key = {"fingerprint": spec.fingerprint, "backend": backend, "version": module.version(),
-           "precision": precision, "input_size": list(spec.input_size)}
+           "precision": stored, "input_size": list(spec.input_size)}
 
     def build(folder: Path) -> None:
-        log.info("exporting the encoder to %s %s (once per model)", backend, precision)
-        module.build(spec.module, spec.input_size, precision, folder)
+        log.info("exporting the encoder to %s, %s weights (once per model)", backend, stored)
+        module.build(spec.module, spec.input_size, stored, folder)
 
     def open_(folder: Path) -> Runtime:
         return module.open_runtime(folder, precision, spec.threads)
@@ -220,4 +222,4 @@ def served_by(setting: str, export_dir: Path, fingerprint: str) -> str:
     folders = [p for p in exports if p.is_dir() and ".partial-" not in p.name]
     if not folders:
         return f"{setting} (not exported yet: the first worker exports as it starts)"
-    return f"{setting} {folders[-1].name.split('-')[2]}"
+    return f"{setting} ({folders[-1].name.split('-')[2]} weights)"

@@ -31,8 +31,8 @@ def version() -> str:
     return f"{onnxruntime.__version__}+torch{torch.__version__}"
 
 
-def build(module: nn.Module, input_size: tuple[int, int], precision: str, folder: Path) -> None:
-    """Export ``module`` (fp32, eval) with a dynamic batch dimension.
+def build(module: nn.Module, input_size: tuple[int, int], weights: str, folder: Path) -> None:
+    """Export ``module`` (fp32, eval; ``weights`` is always fp32) with a dynamic batch.
 
     The TorchScript exporter: the torch.export one needs onnxscript as well, and
     traces these models no better.

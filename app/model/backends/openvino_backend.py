@@ -32,8 +32,9 @@ def version() -> str:
     return openvino.__version__
 
 
-def build(module: nn.Module, input_size: tuple[int, int], precision: str, folder: Path) -> None:
-    """Convert ``module`` (fp32, eval) and save it under ``folder``."""
+def build(module: nn.Module, input_size: tuple[int, int], weights: str, folder: Path) -> None:
+    """Convert ``module`` (fp32, eval) and save it under ``folder``, with ``weights``
+    fp32 (served in fp32 or bf16) or int8."""
     import openvino as ov
 
     height, width = input_size
@@ -42,7 +43,7 @@ def build(module: nn.Module, input_size: tuple[int, int], precision: str, folder
         warnings.simplefilter("ignore")  # tracer warnings about shape checks in HF code
         model = ov.convert_model(module, example_input=example,
                                  input=[ov.PartialShape([-1, 3, height, width])])
-    if precision == "int8":
+    if weights == "int8":
         model = _compress_int8(model)
     ov.save_model(model, folder / XML, compress_to_fp16=False)
 
