@@ -148,8 +148,33 @@ def backends(b: dict[str, Any]) -> list[str]:
         if "queries" in recall:
             out += ["", f"Recall@1: Grocery test → train, {recall['queries']} queries, "
                     f"{recall['gallery']} gallery images, exact search."]
-        out.append("")
+        out += ["", *_auto_verdict(name, model["variants"]), ""]
     return out
+
+
+def _auto_verdict(name: str, variants: dict[str, Any]) -> list[str]:
+    """Issue 23's goals for what auto picks: roofline fractions, never slower than torch."""
+    auto = variants.get("auto", {})
+    # torch eager in the precision it would serve this model with (what auto replaced)
+    eager = variants.get(f"torch {auto.get('precision')}") or variants.get("torch fp32") or {}
+    if "model_only" not in auto or "model_only" not in eager:
+        return []
+
+    def rate(entry: dict[str, Any], size: Any) -> float:
+        return entry["model_only"][size]["median"]
+
+    sizes = [s for s in auto["model_only"] if s in eager["model_only"]]
+    slowest = min(rate(auto, s) / rate(eager, s) for s in sizes)
+    lines = [f"- auto serves on {auto['backend']} {auto['precision']}: "
+             f"{slowest:.2f}× torch eager at its worst batch size "
+             f"({verdict(slowest >= 1)}: never slower than torch eager)."]
+    if name == VIT_S14:
+        lines.append(
+            f"- Goal: ≥ 0.4 of the bf16 roofline at batch 1 and ≥ 0.6 at the best batch: "
+            f"{auto['roofline_fraction_batch1']:.2f} and {auto['roofline_fraction_best']:.2f} "
+            f"→ {verdict(auto['roofline_fraction_batch1'] >= 0.4)} and "
+            f"{verdict(auto['roofline_fraction_best'] >= 0.6)}.")
+    return lines
 
 
 def search(s: dict[str, Any]) -> list[str]:
