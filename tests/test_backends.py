@@ -255,3 +255,11 @@ def test_health_and_index_status_say_which_backend_and_precision_serve(make_app)
     assert body["model"]["backend"] == "torch" and body["model"]["precision"] == "fp32"
     output = app.test_cli_runner().invoke(args=["index", "status"]).output
     assert "runs on:     torch" in output
+
+
+def test_index_status_reads_a_named_backend_from_its_export_folder(tmp_path: Path) -> None:
+    assert "not exported yet" in served_by("openvino", tmp_path, "abc123")
+    (tmp_path / "abc123-openvino-fp32-0123456789ab").mkdir()
+    (tmp_path / "abc123-openvino-int8-0123456789ab.partial-7").mkdir()  # an export being built
+    assert served_by("openvino", tmp_path, "abc123") == "openvino (fp32 weights)"
+    assert "not measured yet" in served_by("auto", tmp_path, "abc123")
