@@ -121,9 +121,10 @@ class Encoder:
         # Taken before any bf16 cast or compilation, so every mode shares one identity.
         eager = compile or self.precision == "bf16" or backend != "torch"
         self._fingerprint = fingerprint_of(self.backbone, self.head) if eager else None
-        # Another runtime may run backbone + head (app/model/backends/): it exports
-        # the fp32 weights, so it is chosen before the bf16 cast; None = torch.
-        self.runtime = None if backend == "torch" else choose_runtime(backend, self._spec(export_dir))
+        # Another runtime may run backbone + head on the CPU (app/model/backends/): it
+        # exports the fp32 weights, so it is chosen before the bf16 cast; None = torch.
+        on_cpu = backend != "torch" and device == "cpu"
+        self.runtime = choose_runtime(backend, self._spec(export_dir)) if on_cpu else None
         if self.precision == "bf16" and self.runtime is None:
             self.backbone.to(torch.bfloat16)
             if self.head is not None:
