@@ -263,3 +263,18 @@ def test_index_status_reads_a_named_backend_from_its_export_folder(tmp_path: Pat
     (tmp_path / "abc123-openvino-int8-0123456789ab.partial-7").mkdir()  # an export being built
     assert served_by("openvino", tmp_path, "abc123") == "openvino (fp32 weights)"
     assert "not measured yet" in served_by("auto", tmp_path, "abc123")
+
+
+@pytest.mark.skipif(not (installed("onnxruntime") and installed("onnx")),
+                    reason=f"ONNX Runtime is not installed: {INSTALL}")
+def test_a_worker_exports_while_warming_up_before_it_takes_traffic(make_app) -> None:
+    from app.readiness import warm_up
+
+    app = make_app(ENCODER_BACKEND="onnxruntime")
+    exports = Path(app.instance_path) / "encoder-exports"
+    assert not exports.exists()
+    result = warm_up(app)
+    assert result.loaded and "onnxruntime fp32" in result.model, result
+    assert [p for p in exports.iterdir() if p.is_dir() and "-onnxruntime-" in p.name]
+    body = app.test_client().get("/api/health").get_json()
+    assert body["model"]["backend"] == "onnxruntime"
