@@ -91,7 +91,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
             run = stamp()
             results["encoder-backends"] = backend_speed.run(
-                workdir, quick=args.quick, repeats=repeats, max_autotune=args.max_autotune)
+                workdir, quick=args.quick, repeats=repeats, max_autotune=args.max_autotune,
+                compile_modes=not args.no_compile)
             results["encoder-backends"]["run"] = run
             save(args, results)
         if "search" in only:

@@ -25,13 +25,14 @@ from bench.encoder_speed import embed_files
 from bench.models import MOBILENET_V2, flops_per_image, model_dirs
 
 
-def variants(*, quick: bool, max_autotune: bool) -> dict[str, dict[str, Any]]:
+def variants(*, quick: bool, max_autotune: bool,
+             compile_modes: bool = True) -> dict[str, dict[str, Any]]:
     """Name -> Encoder settings (plus the bench-only int8 and autotune variants)."""
     bf16 = bf16_supported("cpu")
     out: dict[str, dict[str, Any]] = {"torch fp32": {"precision": "fp32"}}
     if bf16:
         out["torch bf16"] = {"precision": "bf16"}
-        if not quick:
+        if compile_modes and not quick:
             out["torch.compile bf16 (freezing)"] = {"precision": "bf16", "compile": True}
             if max_autotune:
                 out["torch.compile bf16 (freezing, max-autotune)"] = {
@@ -61,14 +62,16 @@ def cpu_flags() -> dict[str, Any]:
             "avx512_bf16": "avx512_bf16" in flags, "amx_int8": "amx_int8" in flags}
 
 
-def run(workdir: Path, *, quick: bool, repeats: int, max_autotune: bool) -> dict[str, Any]:
+def run(workdir: Path, *, quick: bool, repeats: int, max_autotune: bool,
+        compile_modes: bool = True) -> dict[str, Any]:
     images = [imaging.decode(data).image for data in photo_files(4 if quick else 16)]
     sizes = [1, 4] if quick else [1, 4, 8, 16]
     out: dict[str, Any] = {"cpu": cpu_flags(), "batch_sizes": sizes, "models": {}}
     exports = workdir / "encoder-exports"
     for name, path in model_dirs(workdir).items():
         out["models"][name] = measure_model(
-            name, path, images, sizes, variants(quick=quick, max_autotune=max_autotune),
+            name, path, images, sizes,
+            variants(quick=quick, max_autotune=max_autotune, compile_modes=compile_modes),
             exports, quick=quick, repeats=repeats)
     return out
 
