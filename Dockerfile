@@ -19,10 +19,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /srv/lookalike
 
-COPY requirements.txt .
+COPY requirements.txt requirements-backends.txt ./
 RUN TORCH="$(grep -E '^(torch|torchvision)==' requirements.txt)" \
     && pip install --index-url "$TORCH_INDEX" $TORCH \
-    && pip install -r requirements.txt
+    && pip install -r requirements.txt -r requirements-backends.txt
 
 RUN useradd --system --create-home --home-dir /home/lookalike lookalike \
     && mkdir -p instance hf-cache runs \

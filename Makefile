@@ -14,10 +14,12 @@ install: $(VENV)/.installed
 # project print a warning per package otherwise, which is nothing for a user to act on.
 PIP = $(PY) -m pip install -qq --disable-pip-version-check
 
-$(VENV)/.installed: requirements.txt
+# requirements-backends.txt: OpenVINO and ONNX Runtime, always installed;
+# LOOKALIKE_ENCODER_BACKEND=auto uses them only where they measure faster than torch.
+$(VENV)/.installed: requirements.txt requirements-backends.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -r requirements.txt
+	$(PIP) -r requirements.txt -r requirements-backends.txt
 	touch $@
 
 # gunicorn sized by gunicorn.conf.py (workers from cores and memory; each loads

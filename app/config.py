@@ -29,6 +29,12 @@ class Config:
     COMPILE = False  # torch.compile the model (slower start; see BENCHMARKS.md)
     THREADS = 0  # torch CPU threads; 0 = torch's default
     BATCH_SIZE = 0  # images per model call; 0 = the device's best (8 on CPU, 64 on CUDA)
+    # What runs the model on the CPU: torch, openvino, onnxruntime, or auto = the one
+    # measured fastest here for this model (never slower than torch; torch when the
+    # others are not installed). Exports are cached in ENCODER_EXPORT_DIR
+    # ("" = instance/encoder-exports). See docs/performance-backends.md.
+    ENCODER_BACKEND = "auto"
+    ENCODER_EXPORT_DIR = ""
     # Milvus: "" = a Milvus Lite database at instance/milvus.db, shared through a
     # local Lite server; or a server URI such as http://milvus:19530.
     MILVUS_URI = ""
@@ -76,6 +82,7 @@ class TestConfig(Config):
     TESTING = True
     WTF_CSRF_ENABLED = False
     PRECISION = "fp32"
+    ENCODER_BACKEND = "torch"
 
 
 class ProductionConfig(Config):

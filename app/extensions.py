@@ -97,7 +97,14 @@ def build_encoder(app: Flask, model: str | None = None) -> Encoder:
         compile=bool(cfg["COMPILE"]),
         threads=int(cfg["THREADS"]) or None,
         batch_size=int(cfg["BATCH_SIZE"]),
+        backend=str(cfg["ENCODER_BACKEND"]),
+        export_dir=export_dir(app),
     )
+
+
+def export_dir(app: Flask) -> Path:
+    """Where exported encoders (OpenVINO, ONNX) and auto's decisions are kept."""
+    return Path(app.config["ENCODER_EXPORT_DIR"] or Path(app.instance_path) / "encoder-exports")
 
 
 def build_encoder_pool(app: Flask) -> EncoderPool:

@@ -54,5 +54,6 @@ def warm_up(app: Flask) -> WarmUp:
             except LookalikeError as load_error:
                 return WarmUp(str(app.config["MODEL"]), False, time.monotonic() - started,
                               [*problems, f"the model could not be loaded: {load_error.message}"])
-        model = f"{encoder.name} ({encoder.dim}-d, {encoder.device}, {encoder.dtype})"
+        model = (f"{encoder.name} ({encoder.dim}-d, {encoder.device}, "
+                 f"{encoder.backend} {encoder.backend_precision})")
     return WarmUp(model, True, time.monotonic() - started, problems)

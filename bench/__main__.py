@@ -34,9 +34,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gallery", type=int, default=0, help="gallery size for the latency suite")
     parser.add_argument("--ingest-photos", type=int, default=0, help="photos for the ingest suite")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile modes")
+    parser.add_argument("--max-autotune", action="store_true",
+                        help="encoder-backends suite: also torch.compile max-autotune (slow)")
     parser.add_argument("--backends", default="lite,server",
                         help="Milvus backends for the search and latency suites "
                              "(server needs --milvus-server)")
+    parser.add_argument("--encoder-backends", default="torch",
+                        help="latency suite: LOOKALIKE_ENCODER_BACKEND values to serve with, "
+                             "each beside the others (e.g. torch,auto)")
     parser.add_argument("--update", action="store_true",
                         help="merge into the existing report.json instead of starting a new one "
                              "(to re-measure one suite or backend; the report lists every command)")
@@ -74,6 +79,16 @@ def run_encoder(ctx: Context) -> dict[str, Any]:
     return {**result, "run": run}
 
 
+def run_encoder_backends(ctx: Context) -> dict[str, Any]:
+    from bench import backend_speed
+
+    run = ctx.stamp()
+    result = backend_speed.run(ctx.workdir, quick=ctx.args.quick, repeats=ctx.repeats,
+                               max_autotune=ctx.args.max_autotune,
+                               compile_modes=not ctx.args.no_compile)
+    return {**result, "run": run}
+
+
 def run_search(ctx: Context) -> dict[str, Any]:
     from pymilvus import MilvusClient
 
@@ -100,11 +115,15 @@ def run_latency(ctx: Context) -> dict[str, Any]:
 
     gallery = ctx.args.gallery or (500 if ctx.args.quick else 100_000)
     latency = dict(ctx.report.get("latency", {})) if ctx.args.update else {}
+    encoder_backends = [b.strip() for b in ctx.args.encoder_backends.split(",") if b.strip()]
     for name, uri in ctx.backends.items():
-        run = ctx.stamp()
-        latency[name] = http_speed.run(ctx.workdir, uri=uri, backend=name, gallery=gallery,
-                                       quick=ctx.args.quick, cores=ctx.cores)
-        latency[name]["run"] = run
+        for encoder_backend in encoder_backends:
+            key = name if encoder_backend == "torch" else f"{name}, encoder {encoder_backend}"
+            run = ctx.stamp()
+            latency[key] = http_speed.run(ctx.workdir, uri=uri, backend=name, gallery=gallery,
+                                          quick=ctx.args.quick, cores=ctx.cores,
+                                          encoder_backend=encoder_backend)
+            latency[key]["run"] = run
     return latency
 
 
@@ -119,7 +138,8 @@ def run_ingest(ctx: Context) -> dict[str, Any]:
 
 # Suite name -> what measures it; they run in this order.
 SUITES: dict[str, Callable[[Context], dict[str, Any]]] = {
-    "encoder": run_encoder, "search": run_search, "latency": run_latency, "ingest": run_ingest,
+    "encoder": run_encoder, "encoder-backends": run_encoder_backends,
+    "search": run_search, "latency": run_latency, "ingest": run_ingest,
 }
 
 

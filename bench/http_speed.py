@@ -48,16 +48,18 @@ def prepare_gallery(uri: str, collection: str, model_dir: Path, size: int, workd
     store.switch_to(physical)
 
 
-def run(workdir: Path, *, uri: str, backend: str, gallery: int, quick: bool,
-        cores: int) -> dict[str, Any]:
+def run(workdir: Path, *, uri: str, backend: str, gallery: int, quick: bool, cores: int,
+        encoder_backend: str = "torch") -> dict[str, Any]:
     model_dir = model_dirs(workdir)[VIT_S14]
     collection = f"benchhttp_{gallery}"
     prepare_gallery(uri, collection, model_dir, gallery, workdir)
     env = {"LOOKALIKE_MODEL": str(model_dir), "LOOKALIKE_MILVUS_URI": uri,
            "LOOKALIKE_COLLECTION": collection, "LOOKALIKE_INSTANCE_PATH": str(workdir / "instance"),
-           "HF_HUB_OFFLINE": "1"}
+           "HF_HUB_OFFLINE": "1", "LOOKALIKE_ENCODER_BACKEND": encoder_backend,
+           "LOOKALIKE_ENCODER_EXPORT_DIR": str(workdir / "encoder-exports")}
     images = photo_files(20)
-    out: dict[str, Any] = {"backend": backend, "gallery": gallery, "model": VIT_S14}
+    out: dict[str, Any] = {"backend": backend, "gallery": gallery, "model": VIT_S14,
+                           "encoder_backend": encoder_backend}
     # Latency: one worker, all cores for the model, requests one at a time.
     server = serve(env, workers=1, threads=4, torch_threads=cores,
                    log=workdir / "gunicorn-latency.log")

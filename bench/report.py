@@ -55,8 +55,8 @@ def render(r: dict[str, Any]) -> str:
         "absolute speeds on these shared machines drift from minute to minute.",
         "",
     ]
-    for name, section in (("encoder", encoder), ("search", search), ("latency", latency),
-                          ("ingest", ingest)):
+    for name, section in (("encoder", encoder), ("encoder-backends", backends),
+                          ("search", search), ("latency", latency), ("ingest", ingest)):
         if name in r:
             lines += section(r[name])
     return "\n".join(lines) + "\n"
@@ -108,6 +108,73 @@ def encoder(e: dict[str, Any]) -> list[str]:
                            for k, v in check.items() if isinstance(v, dict) and k != "fp32") + ".")
         out.append("")
     return out
+
+
+def backends(b: dict[str, Any]) -> list[str]:
+    cpu = b["cpu"]
+    matrix = "AMX" if cpu["amx_bf16"] else "AVX512-BF16, no AMX" if cpu["avx512_bf16"] else \
+        "no bf16 matrix hardware"
+    out = ["## 1b. Encoder backends", "", *measured_by(b.get("run")),
+           f"CPU vendor {cpu['vendor']} ({matrix}). Model-only images/s through `Encoder` "
+           "(`LOOKALIKE_ENCODER_BACKEND`, `LOOKALIKE_PRECISION`); the fraction is of the bf16 "
+           "roofline (best 2048³ bf16 matmul around the runs / FLOPs per image) for every "
+           "variant, fp32 ones included. *auto* is what `LOOKALIKE_ENCODER_BACKEND=auto` picks "
+           "on this machine (faster than torch eager at batch 1 and at the ingest batch, or torch).",
+           ""]
+    for name, model in b["models"].items():
+        sizes = b["batch_sizes"]
+        out += [f"### {name} ({model['gflop_per_image']:.2f} GFLOP/image; bf16 peak "
+                f"{fmt(model['peak_bf16_gflops'], 0)} GFLOP/s, roofline "
+                f"{model['roofline_images_per_s']:.1f} img/s)", "",
+                "| variant | runs as | " + " | ".join(f"batch {s}" for s in sizes)
+                + " | fraction @1 | fraction best | min cos to fp32 | Recall@1 (points vs fp32) |",
+                "|---" * (len(sizes) + 6) + "|"]
+        recall = model.get("recall", {})
+        for variant, entry in model["variants"].items():
+            if "error" in entry:
+                out.append(f"| {variant} | failed: {entry['error']} |" + " |" * (len(sizes) + 4))
+                continue
+            cells = [fmt(entry["model_only"][k]) if (k := str(s)) in entry["model_only"]
+                     else fmt(entry["model_only"][s]) if s in entry["model_only"] else "—"
+                     for s in sizes]
+            r = recall.get(variant, {})
+            rec = (f"{r['recall_at_1']:.3f} ({r.get('points_vs_fp32', 0):+.1f})"
+                   if "recall_at_1" in r else "—")
+            out.append(f"| {variant} | {entry['backend']} {entry['precision']} | "
+                       + " | ".join(cells)
+                       + f" | {entry['roofline_fraction_batch1']:.2f}"
+                       f" | {entry['roofline_fraction_best']:.2f} (batch {entry['best_batch']})"
+                       f" | {entry['min_cosine_to_fp32']:.5f} | {rec} |")
+        if "queries" in recall:
+            out += ["", f"Recall@1: Grocery test → train, {recall['queries']} queries, "
+                    f"{recall['gallery']} gallery images, exact search."]
+        out += ["", *_auto_verdict(name, model["variants"]), ""]
+    return out
+
+
+def _auto_verdict(name: str, variants: dict[str, Any]) -> list[str]:
+    """Issue 23's goals for what auto picks: roofline fractions, never slower than torch."""
+    auto = variants.get("auto", {})
+    # torch eager in the precision it would serve this model with (what auto replaced)
+    eager = variants.get(f"torch {auto.get('precision')}") or variants.get("torch fp32") or {}
+    if "model_only" not in auto or "model_only" not in eager:
+        return []
+
+    def rate(entry: dict[str, Any], size: Any) -> float:
+        return entry["model_only"][size]["median"]
+
+    sizes = [s for s in auto["model_only"] if s in eager["model_only"]]
+    slowest = min(rate(auto, s) / rate(eager, s) for s in sizes)
+    lines = [f"- auto serves on {auto['backend']} {auto['precision']}: "
+             f"{slowest:.2f}× torch eager at its worst batch size "
+             f"({verdict(slowest >= 1)}: never slower than torch eager)."]
+    if name == VIT_S14:
+        lines.append(
+            f"- Goal: ≥ 0.4 of the bf16 roofline at batch 1 and ≥ 0.6 at the best batch: "
+            f"{auto['roofline_fraction_batch1']:.2f} and {auto['roofline_fraction_best']:.2f} "
+            f"→ {verdict(auto['roofline_fraction_batch1'] >= 0.4)} and "
+            f"{verdict(auto['roofline_fraction_best'] >= 0.6)}.")
+    return lines
 
 
 def search(s: dict[str, Any]) -> list[str]:

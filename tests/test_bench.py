@@ -36,8 +36,11 @@ def test_the_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
         assert through_nginx["embed_ms"]["p50"] > 0
         assert through_nginx["total_ms"]["p50"] > through_nginx["embed_ms"]["p50"]
     markdown = (tmp_path / "report.md").read_text()
-    for heading in ("## 1. Encoder throughput", "## 2. Query latency", "## 3. Search scaling",
-                    "## 4. Ingest throughput"):
+    backends = report["encoder-backends"]["models"]["dinov2-s14-random"]["variants"]
+    assert {"torch fp32", "onnxruntime fp32", "auto"} <= set(backends)
+    assert all(v["min_cosine_to_fp32"] >= 0.999 for v in backends.values() if "error" not in v)
+    for heading in ("## 1. Encoder throughput", "## 1b. Encoder backends", "## 2. Query latency",
+                    "## 3. Search scaling", "## 4. Ingest throughput"):
         assert heading in markdown
     assert ("through nginx: p50 ms" in markdown) == (nginx_executable() is not None)
 

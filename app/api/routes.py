@@ -42,7 +42,9 @@ def health() -> ResponseReturnValue:
     try:
         enc = _serving_or_configured_encoder()
         report["model"] = {"id": enc.name, "dim": enc.dim, "device": enc.device,
-                           "dtype": enc.dtype, "threads": torch.get_num_threads()}
+                           "dtype": enc.dtype, "backend": enc.backend,
+                           "precision": enc.backend_precision,
+                           "threads": torch.get_num_threads()}
     except LookalikeError as exc:
         report["model"] = {"id": current_app.config["MODEL"], "error": exc.message}
     try:

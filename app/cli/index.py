@@ -30,10 +30,20 @@ def index_status() -> None:
     click.echo(f"model:       {stamp.name if stamp else '(unknown)'}"
                + (f" (weights {stamp.fingerprint})" if stamp else ""))
     click.echo(f"dimension:   {stamp.dim if stamp else '?'}")
+    click.echo(f"runs on:     {_served_by(stamp.fingerprint if stamp else '')}")
     click.echo(f"rows:        {info.rows}")
     click.echo(f"index:       {info.index_type} {info.metric} {info.index_params}")
     click.echo(f"index state: {info.index_state}")
     click.echo(f"created:     {info.created}")
+
+
+def _served_by(fingerprint: str) -> str:
+    """The encoder backend and precision this app's workers run the serving model with."""
+    from app.extensions import export_dir
+    from app.model.backends.choose import served_by
+
+    return served_by(str(current_app.config["ENCODER_BACKEND"]), export_dir(current_app),
+                     fingerprint)
 
 
 @index_cli.command("rebuild")

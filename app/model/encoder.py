@@ -23,6 +23,9 @@ from app.exceptions import ModelLoadError
 from app.model import main_thread
 from app.model.allocator import keep_buffers_mapped
 from app.model.attention import use_matmul_attention
+from app.model.backends.choose import ModelSpec
+from app.model.backends.choose import choose as choose_runtime
+from app.model.backends.graph import FeatureModel
 from app.model.batching import Coalescer
 from app.model.preprocess import Preprocess
 from app.model.projection import ProjectionHead, load_head, read_manifest
@@ -136,6 +139,8 @@ class Encoder:
         precision: str = "auto",
         compile: bool = False,
         batch_size: int | None = None,
+        backend: str = "torch",
+        export_dir: Path | None = None,
     ) -> None:
         transformer = hasattr(getattr(backbone, "config", None), "num_attention_heads")
         self.precision = resolve_precision(precision, device, transformer=transformer)
@@ -146,11 +151,17 @@ class Encoder:
         self._dim: int | None = None
         self._place(backbone, head)
         # Taken before any bf16 cast or compilation, so every mode shares one identity.
-        eager = compile or self.precision == "bf16"
+        eager = compile or self.precision == "bf16" or backend != "torch"
         self._fingerprint = fingerprint_of(self.backbone, self.head) if eager else None
-        if self.precision == "bf16":
+        # Another runtime may run backbone + head on the CPU (app/model/backends/): it
+        # exports the fp32 weights, so it is chosen before the bf16 cast; None = torch.
+        on_cpu = backend != "torch" and device == "cpu"
+        self.runtime = choose_runtime(backend, self._spec(export_dir)) if on_cpu else None
+        if self.precision == "bf16" and self.runtime is None:
             self._cast(torch.bfloat16)
-        self._forward = _compiled(self._features) if compile else self._features
+        self._forward = self._features if self.runtime is None else self._run_exported
+        if compile and self.runtime is None:
+            self._forward = _compiled(self._features)
         # Concurrent embeds (gunicorn threads) share model calls (app/model/batching.py),
         # run on the main thread where a server hands it over (app/model/main_thread.py).
         self._coalesced = Coalescer(
@@ -178,6 +189,8 @@ class Encoder:
         compile: bool = False,
         threads: int | None = None,
         batch_size: int | None = None,
+        backend: str = "torch",
+        export_dir: Path | None = None,
     ) -> Encoder:
         """Load a backbone (and the projection head of an exported model).
 
@@ -186,12 +199,13 @@ class Encoder:
         """
         return main_thread.in_passing_thread(lambda: cls._load(
             id_or_dir, device=device, precision=precision, compile=compile,
-            threads=threads, batch_size=batch_size))
+            threads=threads, batch_size=batch_size, backend=backend, export_dir=export_dir))
 
     @classmethod
     def _load(cls, id_or_dir: str, *, device: str | None,
               precision: str, compile: bool, threads: int | None,
-              batch_size: int | None) -> Encoder:
+              batch_size: int | None, backend: str = "torch",
+              export_dir: Path | None = None) -> Encoder:
         if threads:
             torch.set_num_threads(threads)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -202,7 +216,8 @@ class Encoder:
         if manifest is not None:
             head = load_head(directory, manifest)
         return cls(backbone, preprocess, head=head, name=id_or_dir, device=device,
-                   precision=precision, compile=compile, batch_size=batch_size)
+                   precision=precision, compile=compile, batch_size=batch_size,
+                   backend=backend, export_dir=export_dir)
 
     @property
     def dim(self) -> int:
@@ -255,9 +270,9 @@ class Encoder:
     def _run_model(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         pixels = self.preprocess.to_tensor(batch) if isinstance(batch, np.ndarray) else batch
         pixels = pixels.to(self.device)
-        if self.precision == "bf16":
+        if self.precision == "bf16" and self.runtime is None:
             pixels = pixels.to(torch.bfloat16)
-        autocast = self.precision == "bf16-autocast"
+        autocast = self.precision == "bf16-autocast" and self.runtime is None
         with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
             features = self._forward(pixels)
         features = torch.nn.functional.normalize(features.float(), dim=1)
@@ -266,6 +281,28 @@ class Encoder:
     def _features(self, pixels: torch.Tensor) -> torch.Tensor:
         features = pooled_features(self.backbone(pixel_values=pixels))
         return self.head(features) if self.head is not None else features
+
+    # --- delegation to another runtime (app/model/backends/) ---
+
+    @property
+    def backend(self) -> str:
+        """The runtime that serves: torch, openvino or onnxruntime."""
+        return self.runtime.backend if self.runtime is not None else "torch"
+
+    @property
+    def backend_precision(self) -> str:
+        """The precision that runtime computes in (fp32, bf16, bf16-autocast, int8)."""
+        return self.runtime.precision if self.runtime is not None else self.precision
+
+    def _spec(self, export_dir: Path | None) -> ModelSpec:
+        return ModelSpec(module=FeatureModel(self.backbone, self.head, pooled_features),
+                         input_size=self.preprocess.input_size, fingerprint=self.fingerprint,
+                         precision=self.precision, batch_size=self.batch_size,
+                         threads=torch.get_num_threads(), export_dir=export_dir)
+
+    def _run_exported(self, pixels: torch.Tensor) -> torch.Tensor:
+        assert self.runtime is not None
+        return torch.from_numpy(self.runtime(pixels.float().numpy()))
 
 
 PRECISIONS = ("fp32", "bf16", "bf16-autocast")
