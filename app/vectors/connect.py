@@ -44,12 +44,16 @@ def milvus_uri(app: Flask) -> str:
 
 def connect_milvus(app: Flask) -> VectorStore:
     """A VectorStore on a fresh client; not yet checked against the encoder."""
+    return connect_uri(app, milvus_uri(app), alias=str(app.config["COLLECTION"]),
+                       token=str(app.config["MILVUS_TOKEN"] or ""))
+
+
+def connect_uri(app: Flask, uri: str, *, alias: str, token: str = "") -> VectorStore:
+    """A VectorStore for ``alias`` on the Milvus at ``uri``, with the app's index settings."""
     from pymilvus import MilvusException
 
     cfg = app.config
-    uri = milvus_uri(app)
     timeout = float(cfg["MILVUS_TIMEOUT"])
-    token = str(cfg["MILVUS_TOKEN"] or "")
     for attempt in range(CONNECT_ATTEMPTS):
         try:
             client, version = _connect(uri, token, timeout)
@@ -67,8 +71,8 @@ def connect_milvus(app: Flask) -> VectorStore:
         m=int(cfg["HNSW_M"]), ef_construction=int(cfg["HNSW_EF_CONSTRUCTION"]),
         ef=int(cfg["SEARCH_EF"]),
     )
-    return VectorStore(client, str(cfg["COLLECTION"]), params=params,
-                       lite=version.startswith("milvus_lite"), timeout=timeout)
+    return VectorStore(client, alias, params=params, lite=version.startswith("milvus_lite"),
+                       timeout=timeout)
 
 
 def _connect(uri: str, token: str, timeout: float) -> tuple[Any, str]:
