@@ -26,6 +26,7 @@ def index_status() -> None:
         fail(error)
         return
     stamp = info.stamp
+    _warn_local()
     click.echo(f"alias:       {info.alias} -> {info.collection}")
     click.echo(f"model:       {stamp.name if stamp else '(unknown)'}"
                + (f" (weights {stamp.fingerprint})" if stamp else ""))
@@ -34,6 +35,15 @@ def index_status() -> None:
     click.echo(f"index:       {info.index_type} {info.metric} {info.index_params}")
     click.echo(f"index state: {info.index_state}")
     click.echo(f"created:     {info.created}")
+
+
+def _warn_local() -> None:
+    """Say when the gallery is on Milvus Lite, whose search slows down as it grows."""
+    from app.vectors.connect import local_milvus
+
+    local = local_milvus(current_app)
+    if local is not None and local.warning:
+        click.secho(f"warning: {local.warning}", fg="yellow")
 
 
 @index_cli.command("rebuild")
@@ -98,7 +108,8 @@ def _run_job(kind: str, **options) -> None:  # type: ignore[no-untyped-def]
 
 @index_cli.command("migrate")
 @click.option("--to", "to", required=True, metavar="URI",
-              help="The Milvus to copy to, e.g. http://milvus.example:19530.")
+              help="The Milvus to copy to, e.g. http://milvus.example:19530, or `local`: "
+                   "the local Milvus server of this instance folder (the embedded default).")
 @click.option("--collection", default=None, metavar="NAME",
               help="The serving alias on the target (default: LOOKALIKE_COLLECTION).")
 @click.option("--token", default="", envvar="LOOKALIKE_MIGRATE_TOKEN",
@@ -112,7 +123,7 @@ def index_migrate(to: str, collection: str | None, token: str, batch_size: int) 
     The source is only read, so the app keeps serving meanwhile. Interrupted, the same
     command resumes where it stopped; run again later, it catches up with what changed.
     """
-    from app.vectors.connect import connect_milvus, connect_uri
+    from app.vectors.connect import connect_milvus, connect_uri, retire_lite, standalone_uri
     from app.vectors.migrate import migrate
 
     alias = collection or str(current_app.config["COLLECTION"])
@@ -125,7 +136,8 @@ def index_migrate(to: str, collection: str | None, token: str, batch_size: int) 
 
         try:
             source = connect_milvus(current_app)
-            target = connect_uri(current_app, to, alias=alias, token=token)
+            uri = standalone_uri(current_app) if to == "local" else to
+            target = connect_uri(current_app, uri, alias=alias, token=token)
             result = migrate(source, target, batch_size=batch_size, on_progress=show)
         except LookalikeError as error:
             fail(error)
@@ -134,7 +146,17 @@ def index_migrate(to: str, collection: str | None, token: str, batch_size: int) 
                f"({result.copied} written by this run"
                + (", resumed" if result.resumed else "")
                + f", {result.reconciled} caught up; {result.sampled} rows compared).")
-    click.echo(f"The alias {result.alias!r} there now points at {result.target}. To serve from it:")
+    click.echo(f"The alias {result.alias!r} there now points at {result.target}.")
+    if to == "local" and retire_lite(current_app, {"rows": result.rows, "alias": alias,
+                                                   "collection": result.target}):
+        click.echo("This instance folder is served by its local Milvus server from now on "
+                   "(the Milvus Lite database stays on disk, unused). Restart the app: "
+                   "make stop && make run")
+        return
+    if to == "local":
+        click.echo("To serve from it, unset LOOKALIKE_MILVUS_URI and restart the app.")
+        return
+    click.echo("To serve from it:")
     click.echo(f"  export LOOKALIKE_MILVUS_URI={to}")
     if alias != current_app.config["COLLECTION"]:
         click.echo(f"  export LOOKALIKE_COLLECTION={alias}")
