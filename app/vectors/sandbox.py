@@ -142,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.2)
     if server.poll() is None and args.ready:
         args.ready.write_text(json.dumps({"pid": os.getpid(), "port": args.port}))
-    code = server.wait()
+    # Poll, not wait(): the kernel may hand SIGTERM to a relay thread, and Python runs
+    # the handler only when the main thread gets back to its loop.
+    while (code := server.poll()) is None:
+        time.sleep(0.2)
     listener.close()
     _reap_others(STOP_GRACE_S)
     return code
