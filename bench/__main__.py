@@ -31,8 +31,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gallery", type=int, default=0, help="gallery size for the latency suite")
     parser.add_argument("--ingest-photos", type=int, default=0, help="photos for the ingest suite")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile modes")
-    parser.add_argument("--backends", default="lite,server",
-                        help="Milvus backends for the search and latency suites (server needs --milvus-server)")
+    parser.add_argument("--backends", default="lite,embedded,server",
+                        help="Milvus backends for the search and latency suites: lite, embedded "
+                             "(the default install's local Milvus server), server (needs "
+                             "--milvus-server)")
     parser.add_argument("--update", action="store_true",
                         help="merge into the existing report.json instead of starting a new one "
                              "(to re-measure one suite or backend; the report lists every command)")
@@ -70,6 +72,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     lite_uri = ensure_server(lite_dir).uri
     wanted = {b.strip() for b in args.backends.split(",")}
     backends = {"lite": lite_uri} if "lite" in wanted else {}
+    embedded_dir = workdir / "milvus"
+    if "embedded" in wanted:
+        started = start_embedded(embedded_dir)
+        if started is not None:
+            backends["embedded"], results["embedded_server"] = started
     if args.milvus_server and "server" in wanted:
         backends["server"] = args.milvus_server
     try:
@@ -119,11 +126,57 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
                                                  repeats=repeats)
             results["ingest"]["run"] = run
             save(args, results)
+        if "embedded" in backends:
+            results["embedded_server"]["rss_mb_after"] = group_rss_mb(embedded_dir)
     finally:
         stop_server(lite_dir)
+        stop_embedded(embedded_dir)
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     save(args, results)
     return results
+
+
+def start_embedded(data_dir: Path) -> tuple[str, dict[str, Any]] | None:
+    """The default install's local Milvus server (app.vectors.standalone), timed; None
+    (and a note) where it cannot run here."""
+    from app.vectors import standalone
+
+    executable = standalone.find_executable()
+    if executable is None or not standalone.can_isolate():
+        print("bench: no embedded backend (milvus-server not installed, or no user "
+              "namespaces)", file=sys.stderr)
+        return None
+    stop_embedded(data_dir)
+    started = time.perf_counter()
+    server = standalone.ensure_server(data_dir, executable)
+    return server.uri, {"startup_s": time.perf_counter() - started,
+                        "rss_mb_idle": group_rss_mb(data_dir), "executable": str(executable)}
+
+
+def stop_embedded(data_dir: Path) -> None:
+    from app.vectors import standalone
+
+    standalone.stop_server(data_dir)
+
+
+def group_rss_mb(data_dir: Path) -> float:
+    """Resident memory of the local server's processes (the sandbox's process group)."""
+    from app.vectors import standalone
+
+    server = standalone.running_server(data_dir)
+    if server is None:
+        return 0.0
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) != server.pid:
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, IndexError, ValueError):
+            continue
+        total += next((int(line.split()[1]) for line in status.splitlines()
+                       if line.startswith("VmRSS:")), 0)
+    return total / 1024
 
 
 def save(args: argparse.Namespace, results: dict[str, Any]) -> None:
