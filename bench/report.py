@@ -138,7 +138,7 @@ def search(s: dict[str, Any]) -> list[str]:
                           ("server", "the Milvus server")):
         found = {k: v for k, v in s["results"].items() if k.startswith(backend + "/")}
         if not found:
-            out.append(f"- {name.capitalize()}: not measured in this run.")
+            out.append(f"- {name[0].upper() + name[1:]}: not measured in this run.")
             continue
         key = max(found, key=lambda k: int(k.split("/")[1]))
         ok = [ef for ef, q in found[key]["by_ef"].items()
