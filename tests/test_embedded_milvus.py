@@ -20,6 +20,7 @@ from tests.servers import Gunicorn, fetch, multipart
 from tests.test_search import add_gallery, upload
 
 pytestmark = pytest.mark.slow
+pytest_plugins = ["tests.admin_fixtures"]
 
 
 @pytest.fixture(scope="module")
@@ -107,28 +108,33 @@ def test_the_default_starts_serves_and_stops_from_a_clean_instance_folder(
 
 
 def test_a_lite_instance_folder_is_served_with_a_warning_then_migrated_with_nothing_lost(
-    make_app, tmp_path: Path, gallery_dir: Path, photos: dict[str, bytes], executable: Path
+    make_app, admin_hash: str, tmp_path: Path, gallery_dir: Path, photos: dict[str, bytes],
+    executable: Path,
 ) -> None:
     from app.vectors import lite_server
+    from tests.admin_fixtures import log_in
 
     instance = tmp_path / "instance"
     old = make_app(MILVUS_URI="milvus.db")  # what the previous default made: instance/milvus.db
     add_gallery(old.test_cli_runner(), gallery_dir)
     lite_server.stop_server(instance / LITE_DIR)
     try:
-        app = make_app(MILVUS_URI="")
+        app = make_app(MILVUS_URI="", ADMIN_PASSWORD_HASH=admin_hash)
         client = app.test_client()
         before = {n: [(r["key"], r["label"]) for r in upload(client, d, k=6).get_json()["results"]]
                   for n, d in photos.items()}
         status = app.test_cli_runner().invoke(args=["index", "status"])
         assert "rows:        6" in status.output and "index migrate --to local" in status.output
         assert standalone.running_server(instance / STANDALONE_DIR) is None  # still on Lite
+        log_in(client)
+        page = client.get("/admin/").get_data(as_text=True)
+        assert 'id="milvus-notice"' in page and "index migrate --to local" in page
 
         moved = app.test_cli_runner().invoke(args=["index", "migrate", "--to", "local"])
         assert moved.exit_code == 0, moved.output
         assert "Copied 6 rows" in moved.output and "from now on" in moved.output
 
-        fresh = make_app(MILVUS_URI="")
+        fresh = make_app(MILVUS_URI="", ADMIN_PASSWORD_HASH=admin_hash)
         status = fresh.test_cli_runner().invoke(args=["index", "status"])
         assert "rows:        6" in status.output and "warning" not in status.output
         where = fresh.test_cli_runner().invoke(args=["milvus", "status"])
@@ -137,6 +143,9 @@ def test_a_lite_instance_folder_is_served_with_a_warning_then_migrated_with_noth
                      for r in upload(fresh.test_client(), d, k=6).get_json()["results"]]
                  for n, d in photos.items()}
         assert after == before
+        admin = fresh.test_client()
+        log_in(admin)
+        assert 'id="milvus-notice"' not in admin.get("/admin/").get_data(as_text=True)
         assert (instance / LITE_DIR).is_dir() and migrated_marker(instance / LITE_DIR).is_file()
         assert lite_server.running_server(instance / LITE_DIR) is None
     finally:
