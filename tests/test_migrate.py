@@ -141,3 +141,31 @@ def test_the_cli_migrates_the_app_gallery_and_the_moved_app_answers_the_same(
     after = {name: [r["key"] for r in upload(moved, data, k=6).get_json()["results"]]
              for name, data in photos.items()}
     assert after == before
+
+
+def test_a_gallery_moves_between_two_standalone_servers(
+    tmp_path, collection_name: str, target: VectorStore  # type: ignore[no-untyped-def]
+) -> None:
+    """The local server of the embedded default to another server (a cluster, say)."""
+    from app.vectors import standalone
+
+    executable = standalone.find_executable()
+    if executable is None or not standalone.can_isolate():
+        pytest.skip("no local Milvus server here (make install; user namespaces)")
+    server = standalone.ensure_server(tmp_path / "milvus", executable)
+    try:
+        source = VectorStore(MilvusClient(server.uri, timeout=30, dedicated=True),
+                             collection_name, timeout=30)
+        source.ensure(STAMP)
+        source.upsert(gallery(1500, seed=5))
+        source.wait_for_index(timeout=300)
+        queries = clustered(10, seed=43)
+        before = top_ids(source, queries)
+
+        result = migrate(source, target, batch_size=BATCH)
+
+        assert (result.rows, result.copied, result.resumed) == (1500, 1500, False)
+        assert target.count() == 1500 and target.stamp_of(result.target) == STAMP
+        assert top_ids(target, queries) == before
+    finally:
+        standalone.stop_server(tmp_path / "milvus")
