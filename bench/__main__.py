@@ -99,7 +99,10 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             run = stamp()
             search = search_scale.run(workdir, sizes=sizes, backends=clients,
                                       efs=[64] if args.quick else [64, 128, 256], quick=args.quick)
-            search["runs"] = dict.fromkeys(backends, run)
+            # Keyed by backend and sizes, so that a later --update at other sizes
+            # keeps saying how the earlier figures were measured.
+            rows = ", ".join(f"{size:,}" for size in sizes)
+            search["runs"] = {f"{name}, {rows} rows": run for name in backends}
             if args.update and "search" in results:
                 search["results"] = {**results["search"]["results"], **search["results"]}
                 search["runs"] = {**results["search"].get("runs", {}), **search["runs"]}
