@@ -151,3 +151,25 @@ def test_a_lite_instance_folder_is_served_with_a_warning_then_migrated_with_noth
     finally:
         standalone.stop_server(instance / STANDALONE_DIR)
         lite_server.stop_server(instance / LITE_DIR)
+
+
+def test_without_the_server_or_user_namespaces_lite_serves_and_says_why(
+    make_app, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from app.vectors.connect import local_milvus
+
+    app = make_app(MILVUS_URI="")
+    monkeypatch.setattr(standalone, "find_executable", lambda configured="": None)
+    missing = local_milvus(app)
+    assert missing is not None and missing.kind == "lite" and "make install" in missing.warning
+    assert missing.data_dir == tmp_path / "instance" / LITE_DIR
+
+    monkeypatch.setattr(standalone, "find_executable", lambda configured="": Path("/bin/true"))
+    monkeypatch.setattr(standalone, "can_isolate", lambda: False)
+    closed = local_milvus(app)
+    assert closed is not None and closed.kind == "lite" and "user namespaces" in closed.warning
+
+    monkeypatch.setattr(standalone, "can_isolate", lambda: True)
+    fine = local_milvus(app)
+    assert fine is not None and (fine.kind, fine.warning) == ("standalone", "")
+    assert fine.data_dir == tmp_path / "instance" / STANDALONE_DIR
