@@ -31,8 +31,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MS_NOSUID, MS_NODEV = 0x2, 0x4
 SIOCSIFFLAGS = 0x8914
 IFF_UP_LOOPBACK_RUNNING = 0x1 | 0x8 | 0x40
 INNER_PORT = 19530  # alone in its network, the server can always have Milvus' own port
@@ -41,15 +45,16 @@ HEALTH_URL = "http://127.0.0.1:9091/healthz"  # the first free metrics port, ins
 
 
 def enter_private_network() -> None:
-    """Leave the host's network for a new one holding only loopback (brought up).
+    """Leave the host's network for a new one holding only loopback (brought up), with a
+    private /run.
 
-    Root makes a network namespace directly; anyone else first makes a user
-    namespace (mapping their own ids), which grants the right to make one.
-    Must run while the process has a single thread.
+    Root makes the namespaces directly; anyone else first makes a user namespace
+    (mapping their own ids), which grants the right to make them. Must run while
+    the process has a single thread.
     """
     libc = ctypes.CDLL(None, use_errno=True)
     uid, gid = os.geteuid(), os.getegid()
-    flags = CLONE_NEWNET if uid == 0 else CLONE_NEWUSER | CLONE_NEWNET
+    flags = CLONE_NEWNET | CLONE_NEWNS | (0 if uid == 0 else CLONE_NEWUSER)
     if libc.unshare(flags) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"cannot create a private network namespace: {os.strerror(errno)}")
@@ -59,6 +64,19 @@ def enter_private_network() -> None:
         Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", IFF_UP_LOOPBACK_RUNNING))
+    _private_run(libc)
+
+
+def _private_run(libc: ctypes.CDLL) -> None:
+    """A /run of our own: the server writes its pid file to /run/milvus (else /tmp/milvus),
+    fixed paths that another user's server may own. Best effort: without it the server
+    still runs where those paths are free."""
+    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:  # no propagation out
+        return
+    if libc.mount(b"tmpfs", b"/run", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=755,size=16m") != 0:
+        print(f"sandbox: no private /run ({os.strerror(ctypes.get_errno())})", file=sys.stderr)
+        return
+    os.makedirs("/run/milvus", exist_ok=True)
 
 
 def relay_forever(listener: socket.socket, port: int) -> None:
