@@ -113,7 +113,8 @@ def _run_job(kind: str, **options) -> None:  # type: ignore[no-untyped-def]
 @click.option("--collection", default=None, metavar="NAME",
               help="The serving alias on the target (default: LOOKALIKE_COLLECTION).")
 @click.option("--token", default="", envvar="LOOKALIKE_MIGRATE_TOKEN",
-              help="The target's token (user:password); default none.")
+              help="The target's token (user:password); better set LOOKALIKE_MIGRATE_TOKEN, "
+                   "which keeps it out of the process list.")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=1000, show_default=True)
 def index_migrate(to: str, collection: str | None, token: str, batch_size: int) -> None:
     """Copy the gallery's vectors, labels, metadata, model stamp and collection properties
