@@ -113,6 +113,10 @@ def encoder(e: dict[str, Any]) -> list[str]:
 
 
 def search(s: dict[str, Any]) -> list[str]:
+    # ef keys are ints when just measured and strings once read back from report.json;
+    # an --update at new sizes mixes both.
+    s = {**s, "results": {key: {**res, "by_ef": {str(ef): q for ef, q in res["by_ef"].items()}}
+                          for key, res in s["results"].items()}}
     out = ["## 3. Search scaling", "",
            f"{s['queries']} queries against galleries of {s['dim']}-d vectors ({s['vectors']}, plus Gaussian "
            f"noise of scale {s['noise']}), HNSW M=16, efConstruction=200. Recall@10 is against exact search "
