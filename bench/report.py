@@ -156,11 +156,12 @@ def search(s: dict[str, Any]) -> list[str]:
 
 
 def embedded_server(e: dict[str, Any]) -> list[str]:
+    after = (f", {e['rss_mb_after']:.0f} MB after the search suite (its galleries dropped)"
+             if "rss_mb_after" in e else "")
     return ["*The default install's local Milvus server* (`app.vectors.standalone`: the PyPI "
             "`milvus` server in a private network namespace, reached through its loopback relay): "
             f"start-up to healthy {e['startup_s']:.1f} s; resident memory "
-            f"{e['rss_mb_idle']:.0f} MB idle, {e.get('rss_mb_after', 0):.0f} MB after the "
-            "search suite (its galleries dropped).", ""]
+            f"{e['rss_mb_idle']:.0f} MB idle{after}.", ""]
 
 
 def latency(runs: dict[str, Any]) -> list[str]:
