@@ -32,8 +32,8 @@ def embedded(make_app, admin_hash: str, tmp_path: Path):  # type: ignore[no-unty
     from app.vectors.lite_server import stop_server
 
     def build(**overrides):  # type: ignore[no-untyped-def]
-        return make_app(MILVUS_URI="milvus.db", ADMIN_PASSWORD_HASH=admin_hash, ALIAS_CHECK_SECONDS=0.2,
-                        **overrides)
+        return make_app(MILVUS_URI="milvus.db", ADMIN_PASSWORD_HASH=admin_hash,
+                        ALIAS_CHECK_SECONDS=0.2, **overrides)
 
     yield build
     stop_server(tmp_path / "instance" / "milvus.db")
