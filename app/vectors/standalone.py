@@ -29,7 +29,7 @@ from app.exceptions import VectorStoreUnavailable
 from app.vectors.lite_server import _alive, _free_port, _locked, _port_open, _spawn_detached
 
 ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 300.0  # the first start unpacks ~250 MB of binaries
+START_TIMEOUT = 300.0  # the first start also unpacks the server binaries (docs/milvus.md)
 CANDIDATES = (ROOT / ".venv-milvus" / "bin" / "milvus-server",
               Path("/opt/milvus-venv/bin/milvus-server"))
 SANDBOX = Path(__file__).with_name("sandbox.py")  # run by path: it needs nothing but stdlib
@@ -145,7 +145,7 @@ def _start(data_dir: Path, executable: Path, timeout: float) -> StandaloneServer
 def _link_binaries(data_dir: Path, executable: Path) -> None:
     """Unpack the server's binaries once beside its venv and link them into the data folder.
 
-    milvus-server otherwise unpacks ~250 MB into every data folder it is given.
+    milvus-server otherwise unpacks its binaries into every data folder it is given.
     Where that fails (a read-only venv), it unpacks them itself.
     """
     if (data_dir / "bin").exists():
