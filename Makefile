@@ -1,5 +1,8 @@
 # Two commands: `make run` (install + serve on embedded defaults) and `make test`.
 VENV   ?= .venv
+# The embedded default's Milvus standalone server (PyPI `milvus`), in a venv of its own.
+MILVUS_VENV    ?= .venv-milvus
+MILVUS_VERSION ?= 2.3.5
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
 HOST   ?= 127.0.0.1
@@ -8,7 +11,7 @@ PYTEST_ARGS ?=
 
 .PHONY: install run test bench screenshot lint clean stop
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(MILVUS_VENV)/.installed
 
 # pip -qq: errors only. Machines whose pip config names package folders that lack a
 # project print a warning per package otherwise, which is nothing for a user to act on.
@@ -22,9 +25,15 @@ $(VENV)/.installed: requirements.txt requirements-backends.txt
 	$(PIP) -r requirements.txt -r requirements-backends.txt
 	touch $@
 
+$(MILVUS_VENV)/.installed:
+	$(PYTHON) -m venv $(MILVUS_VENV)
+	$(MILVUS_VENV)/bin/python -m pip install --quiet milvus==$(MILVUS_VERSION)
+	touch $@
+
 # gunicorn sized by gunicorn.conf.py (workers from cores and memory; each loads
-# the model before it takes traffic). Milvus Lite runs as a local server beside
-# it (started on demand), so `flask --app wsgi gallery add` works meanwhile.
+# the model before it takes traffic). The local Milvus server runs beside it
+# (started on demand, loopback only, data in instance/milvus), so
+# `flask --app wsgi gallery add` works meanwhile.
 run: install
 	@echo "Lookalike on http://$(HOST):$(PORT)  (model: $${LOOKALIKE_MODEL:-the default in app/config.py})"
 	$(VENV)/bin/gunicorn -c gunicorn.conf.py --bind $(HOST):$(PORT) wsgi:app
@@ -45,9 +54,9 @@ bench: install
 screenshot: install
 	$(PY) -m docs.screenshot
 
-# Stop the local Milvus Lite server that `make run` or the CLI started.
+# Stop the local Milvus server (or the Milvus Lite one) that `make run` or the CLI started.
 stop: install
 	$(VENV)/bin/flask --app wsgi milvus stop
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(MILVUS_VENV) .pytest_cache

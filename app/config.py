@@ -35,9 +35,12 @@ class Config:
     # ("" = instance/encoder-exports). See docs/performance-backends.md.
     ENCODER_BACKEND = "auto"
     ENCODER_EXPORT_DIR = ""
-    # Milvus: "" = a Milvus Lite database at instance/milvus.db, shared through a
-    # local Lite server; or a server URI such as http://milvus:19530.
+    # Milvus: "" = the embedded default, a local Milvus standalone server with its data
+    # in instance/milvus (started on demand, loopback only; docs/milvus.md); a path =
+    # a Milvus Lite database there (say milvus.db, under instance/); or a server URI
+    # such as http://milvus:19530.
     MILVUS_URI = ""
+    MILVUS_SERVER = ""  # the embedded default's milvus-server; "" = .venv-milvus's
     MILVUS_TOKEN = ""
     MILVUS_TIMEOUT = 10.0
     COLLECTION = "gallery"

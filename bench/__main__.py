@@ -36,9 +36,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile modes")
     parser.add_argument("--max-autotune", action="store_true",
                         help="encoder-backends suite: also torch.compile max-autotune (slow)")
-    parser.add_argument("--backends", default="lite,server",
-                        help="Milvus backends for the search and latency suites "
-                             "(server needs --milvus-server)")
+    parser.add_argument("--backends", default="lite,embedded,server",
+                        help="Milvus backends for the search and latency suites: lite, embedded "
+                             "(the default install's local Milvus server), server (needs "
+                             "--milvus-server)")
     parser.add_argument("--encoder-backends", default="torch",
                         help="latency suite: LOOKALIKE_ENCODER_BACKEND values to serve with, "
                              "each beside the others (e.g. torch,auto)")
@@ -102,7 +103,10 @@ def run_search(ctx: Context) -> dict[str, Any]:
     run = ctx.stamp()
     search = search_scale.run(ctx.workdir, sizes=sizes, backends=clients,
                               efs=[64] if quick else [64, 128, 256], quick=quick)
-    search["runs"] = dict.fromkeys(ctx.backends, run)
+    # Keyed by backend and sizes, so that a later --update at other sizes
+    # keeps saying how the earlier figures were measured.
+    rows = ", ".join(f"{size:,}" for size in sizes)
+    search["runs"] = {f"{name}, {rows} rows": run for name in ctx.backends}
     earlier = ctx.report.get("search") if ctx.args.update else None
     if earlier:
         search["results"] = {**earlier["results"], **search["results"]}
@@ -158,23 +162,34 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     results = _report(args, command, repeats)
     lite_dir = workdir / "milvus.db"
     lite_uri = ensure_server(lite_dir).uri
+    embedded_dir = workdir / "milvus"
+    backends = _backends(args, lite_uri, embedded_dir, results)
     ctx = Context(args, workdir, repeats, command, cores=torch.get_num_threads(),
-                  lite_uri=lite_uri, backends=_backends(args, lite_uri), report=results)
+                  lite_uri=lite_uri, backends=backends, report=results)
     try:
         for name, suite in SUITES.items():
             if name in only:
                 results[name] = suite(ctx)
                 save(args, results)
+        if "embedded" in backends:
+            results["embedded_server"]["rss_mb_after"] = group_rss_mb(embedded_dir)
     finally:
         stop_server(lite_dir)
+        stop_embedded(embedded_dir)
     results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     save(args, results)
     return results
 
 
-def _backends(args: argparse.Namespace, lite_uri: str) -> dict[str, str]:
+def _backends(args: argparse.Namespace, lite_uri: str, embedded_dir: Path,
+              results: dict[str, Any]) -> dict[str, str]:
+    """Milvus URIs by backend name; the embedded one is started here (and timed)."""
     wanted = {b.strip() for b in args.backends.split(",")}
     backends = {"lite": lite_uri} if "lite" in wanted else {}
+    if "embedded" in wanted:
+        started = start_embedded(embedded_dir)
+        if started is not None:
+            backends["embedded"], results["embedded_server"] = started
     if args.milvus_server and "server" in wanted:
         backends["server"] = args.milvus_server
     return backends
@@ -191,6 +206,49 @@ def _report(args: argparse.Namespace, command: str, repeats: int) -> dict[str, A
         return json.loads(previous.read_text())
     return {"machine": machine(), "command": command, "quick": args.quick,
             "repeats": repeats, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def start_embedded(data_dir: Path) -> tuple[str, dict[str, Any]] | None:
+    """The default install's local Milvus server (app.vectors.standalone), timed; None
+    (and a note) where it cannot run here."""
+    from app.vectors import standalone
+
+    executable = standalone.find_executable()
+    if executable is None or not standalone.can_isolate():
+        print("bench: no embedded backend (milvus-server not installed, or no user "
+              "namespaces)", file=sys.stderr)
+        return None
+    stop_embedded(data_dir)
+    started = time.perf_counter()
+    server = standalone.ensure_server(data_dir, executable)
+    return server.uri, {"startup_s": time.perf_counter() - started,
+                        "rss_mb_idle": group_rss_mb(data_dir), "executable": str(executable)}
+
+
+def stop_embedded(data_dir: Path) -> None:
+    from app.vectors import standalone
+
+    standalone.stop_server(data_dir)
+
+
+def group_rss_mb(data_dir: Path) -> float:
+    """Resident memory of the local server's processes (the sandbox's process group)."""
+    from app.vectors import standalone
+
+    server = standalone.running_server(data_dir)
+    if server is None:
+        return 0.0
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) != server.pid:
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, IndexError, ValueError):
+            continue
+        total += next((int(line.split()[1]) for line in status.splitlines()
+                       if line.startswith("VmRSS:")), 0)
+    return total / 1024
 
 
 def save(args: argparse.Namespace, results: dict[str, Any]) -> None:

@@ -56,6 +56,7 @@ def server(tmp_path: Path, tiny_model_dir: Path):  # type: ignore[no-untyped-def
     instance = tmp_path / "instance"
     log_path = tmp_path / "gunicorn.log"
     env = {**os.environ, "LOOKALIKE_INSTANCE_PATH": str(instance),
+           "LOOKALIKE_MILVUS_URI": "milvus.db",  # Milvus Lite under instance/
            "LOOKALIKE_MODEL": os.environ.get("ADMIN_BROWSER_MODEL") or str(tiny_model_dir),
            "LOOKALIKE_BF16": "false",
            "LOOKALIKE_COLLECTION": f"b{uuid.uuid4().hex[:8]}", "LOOKALIKE_BATCH_SIZE": "8",

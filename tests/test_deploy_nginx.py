@@ -65,6 +65,7 @@ def stack(nginx_bin: str, tiny_model_dir: Path, photos: dict[str, bytes],
     app = Gunicorn({
         "LOOKALIKE_MODEL": str(tiny_model_dir),
         "LOOKALIKE_INSTANCE_PATH": str(instance),
+        "LOOKALIKE_MILVUS_URI": "milvus.db",  # Milvus Lite under instance/
         "LOOKALIKE_COLLECTION": f"t{uuid.uuid4().hex[:12]}",
         "LOOKALIKE_SECRET_KEY": uuid.uuid4().hex,
         "LOOKALIKE_BATCH_SIZE": "4",

@@ -93,6 +93,7 @@ def test_searches_uploads_and_a_reindex_under_load(
     app = Gunicorn({
         "LOOKALIKE_MODEL": str(tiny_model_dir),
         "LOOKALIKE_INSTANCE_PATH": str(instance),
+        "LOOKALIKE_MILVUS_URI": "milvus.db",  # Milvus Lite under instance/
         "LOOKALIKE_COLLECTION": f"load{uuid.uuid4().hex[:8]}",
         "LOOKALIKE_SECRET_KEY": uuid.uuid4().hex,
         "LOOKALIKE_ADMIN_PASSWORD_HASH": generate_password_hash(PASSWORD),

@@ -30,12 +30,12 @@ ALIAS_CHECK_SECONDS = 0.2
 
 @pytest.fixture
 def embedded(make_app, admin_hash: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Apps on the embedded default: Milvus Lite under instance/, served by a local
-    Lite server that the app and the job process share."""
+    """Apps on Milvus Lite under instance/ (the previous embedded default), served by a
+    local Lite server that the app and the job process share."""
     from app.vectors.lite_server import stop_server
 
     def build(**overrides):  # type: ignore[no-untyped-def]
-        return make_app(MILVUS_URI="", ADMIN_PASSWORD_HASH=admin_hash,
+        return make_app(MILVUS_URI="milvus.db", ADMIN_PASSWORD_HASH=admin_hash,
                         ALIAS_CHECK_SECONDS=ALIAS_CHECK_SECONDS, **overrides)
 
     yield build

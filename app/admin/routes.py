@@ -113,12 +113,19 @@ def logout() -> ResponseReturnValue:
 # -- overview and reindex ------------------------------------------------------------------
 
 
+def _milvus_warning() -> str:
+    from app.vectors.connect import local_milvus
+
+    local = local_milvus(current_app)
+    return local.warning if local is not None else ""
+
+
 @bp.get("/")
 def index() -> str:
     files = _files()
     launch.reap()
     stats = overview(serving, images(), configured_model=str(current_app.config["MODEL"]),
-                     files=files)
+                     files=files, milvus_warning=_milvus_warning())
     if not stats.milvus.ok:  # reconnect next time (a restarted Lite server has a new port)
         current_app.extensions["lookalike.serving"].reset()
     return render_template("admin/index.html", ov=stats, job=files.read(), action=ActionForm(),

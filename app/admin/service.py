@@ -52,6 +52,7 @@ class Overview:
     rollback_to: str | None = None
     rollback_model: str = ""
     last_reindex: JobState | None = None
+    milvus_warning: str = ""  # why the gallery is on Milvus Lite, whose search slows with size
 
     @property
     def model_differs(self) -> bool:
@@ -66,9 +67,17 @@ class GalleryPage:
 
 
 def overview(
-    get_serving: Any, images: ImageStore, *, configured_model: str, files: JobFiles
+    get_serving: Any, images: ImageStore, *, configured_model: str, files: JobFiles,
+    milvus_warning: str = "",
 ) -> Overview:
     """Stats that degrade piece by piece: a down Milvus still shows storage and the job."""
+    overview = _overview(get_serving, images, configured_model=configured_model, files=files)
+    return replace(overview, milvus_warning=milvus_warning)
+
+
+def _overview(
+    get_serving: Any, images: ImageStore, *, configured_model: str, files: JobFiles
+) -> Overview:
     storage = _health(images.ping, images.description)
     last = files.last_success()
     try:

@@ -26,6 +26,7 @@ def index_status() -> None:
         fail(error)
         return
     stamp = info.stamp
+    _warn_local()
     click.echo(f"alias:       {info.alias} -> {info.collection}")
     click.echo(f"model:       {stamp.name if stamp else '(unknown)'}"
                + (f" (weights {stamp.fingerprint})" if stamp else ""))
@@ -44,6 +45,15 @@ def _served_by(fingerprint: str) -> str:
 
     return served_by(str(current_app.config["ENCODER_BACKEND"]), export_dir(current_app),
                      fingerprint)
+
+
+def _warn_local() -> None:
+    """Say when the gallery is on Milvus Lite, whose search slows down as it grows."""
+    from app.vectors.connect import local_milvus
+
+    local = local_milvus(current_app)
+    if local is not None and local.warning:
+        click.secho(f"warning: {local.warning}", fg="yellow")
 
 
 @index_cli.command("rebuild")
@@ -104,3 +114,62 @@ def _run_job(kind: str, **options) -> None:  # type: ignore[no-untyped-def]
     click.echo(f"{final.message} Re-encoded {final.done - final.failed} of {final.total} images "
                f"({final.failed} skipped) in {final.duration_s:.1f} s "
                f"({final.rate:.1f} images/s while encoding).")
+
+
+@index_cli.command("migrate")
+@click.option("--to", "to", required=True, metavar="URI",
+              help="The Milvus to copy to, e.g. http://milvus.example:19530, or `local`: "
+                   "the local Milvus server of this instance folder (the embedded default).")
+@click.option("--collection", default=None, metavar="NAME",
+              help="The serving alias on the target (default: LOOKALIKE_COLLECTION).")
+@click.option("--token", default="", envvar="LOOKALIKE_MIGRATE_TOKEN",
+              help="The target's token (user:password); better set LOOKALIKE_MIGRATE_TOKEN, "
+                   "which keeps it out of the process list.")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=1000, show_default=True)
+def index_migrate(to: str, collection: str | None, token: str, batch_size: int) -> None:
+    """Copy the gallery's vectors, labels, metadata, model stamp and collection properties
+    to another Milvus, verify the copy, and point the serving alias there. Nothing is
+    re-encoded.
+
+    The source is only read, so the app keeps serving meanwhile. Interrupted, the same
+    command resumes where it stopped; run again later, it catches up with what changed.
+    """
+    from app.vectors.connect import connect_milvus, connect_uri, retire_lite, standalone_uri
+    from app.vectors.migrate import migrate
+
+    alias = collection or str(current_app.config["COLLECTION"])
+    with tqdm(total=0, unit="row", dynamic_ncols=True, disable=None) as bar:
+        def show(progress) -> None:  # type: ignore[no-untyped-def]
+            bar.total = max(progress.total, 1)
+            bar.n = progress.done
+            bar.set_description(progress.phase)
+            bar.refresh()
+
+        try:
+            source = connect_milvus(current_app)
+            uri = standalone_uri(current_app) if to == "local" else to
+            target = connect_uri(current_app, uri, alias=alias, token=token)
+            result = migrate(source, target, batch_size=batch_size, on_progress=show)
+        except LookalikeError as error:
+            fail(error)
+            return
+    click.echo(f"Copied {result.rows} rows from {result.source} to {result.target} at {to} "
+               f"({result.copied} written by this run"
+               + (", resumed" if result.resumed else "")
+               + f", {result.reconciled} caught up; {result.sampled} rows compared).")
+    click.echo(f"The alias {result.alias!r} there now points at {result.target}.")
+    if to == "local" and retire_lite(current_app, {"rows": result.rows, "alias": alias,
+                                                   "collection": result.target}):
+        click.echo("This instance folder is served by its local Milvus server from now on "
+                   "(the Milvus Lite database stays on disk, unused). Restart the app: "
+                   "make stop && make run")
+        return
+    if to == "local":
+        click.echo("To serve from it, unset LOOKALIKE_MILVUS_URI and restart the app.")
+        return
+    click.echo("To serve from it:")
+    click.echo(f"  export LOOKALIKE_MILVUS_URI={to}")
+    if alias != current_app.config["COLLECTION"]:
+        click.echo(f"  export LOOKALIKE_COLLECTION={alias}")
+    click.echo("then restart the app (and run this command once more after stopping writes, "
+               "to catch up with images added meanwhile).")

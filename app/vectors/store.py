@@ -312,30 +312,37 @@ class VectorStore:
 
     @milvus_call("listing rows")
     def iterate(self, batch_size: int = 1000, collection: str | None = None) -> Iterator[Entry]:
-        """Every row, without vectors, in pages (for checks, exports and reindex)."""
-        last = ""
-        while True:
-            rows = self.client.query(
-                collection or self.alias, filter=f"id > {json.dumps(last)}",
-                output_fields=["id", *OUTPUT_FIELDS], limit=batch_size, timeout=self.timeout,
-            )
-            if not rows:
-                return
-            # Plain dicts first: pymilvus rows are views that read their columns
-            # by position, so sorting the result list in place scrambles fields.
-            page = sorted((dict(r) for r in rows), key=lambda r: r["id"])
-            yield from (entry_from_row(r) for r in page)
-            last = page[-1]["id"]
+        """Every row, without vectors, in id order, in pages (for checks, exports and reindex).
+
+        A query iterator, not ``query(filter="id > last", limit=n)``: Milvus Lite
+        answers a limited query with the first rows in insertion order, not the
+        smallest ids, so keyset paging over plain queries skips rows there.
+        """
+        iterator = self.client.query_iterator(
+            collection or self.alias, batch_size=batch_size, filter="",
+            output_fields=["id", *OUTPUT_FIELDS], timeout=self.timeout,
+        )
+        try:
+            while batch := iterator.next():
+                # Plain dicts first: pymilvus rows are views that read their columns by position.
+                yield from (entry_from_row(dict(r)) for r in batch)
+        finally:
+            iterator.close()
 
     @milvus_call("listing rows")
     def page(self, after: str = "", limit: int = 48, collection: str | None = None) -> list[Entry]:
         """Up to ``limit`` rows with ids after ``after``, by id: keyset paging for the
-        admin grid, which stays cheap at any depth (Milvus caps offset + limit)."""
-        rows = self.client.query(
-            collection or self.alias, filter=f"id > {json.dumps(after)}",
-            output_fields=["id", *OUTPUT_FIELDS], limit=limit, timeout=self.timeout,
+        admin grid, which stays cheap at any depth (Milvus caps offset + limit). The
+        first batch of a query iterator, for the reason given in ``iterate``."""
+        iterator = self.client.query_iterator(
+            collection or self.alias, batch_size=limit, limit=limit,
+            filter=f"id > {json.dumps(after)}" if after else "",
+            output_fields=["id", *OUTPUT_FIELDS], timeout=self.timeout,
         )
-        return [entry_from_row(r) for r in sorted((dict(r) for r in rows), key=lambda r: r["id"])]
+        try:
+            return [entry_from_row(dict(r)) for r in iterator.next()]
+        finally:
+            iterator.close()
 
     # -- index and health -------------------------------------------------------------
 
