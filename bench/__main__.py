@@ -91,14 +91,13 @@ def run_encoder_backends(ctx: Context) -> dict[str, Any]:
 
 
 def run_search(ctx: Context) -> dict[str, Any]:
-    from pymilvus import MilvusClient
-
+    from app.vectors.connect import open_client
     from bench import search_scale
 
     quick = ctx.args.quick
     sizes = [int(s) for s in ctx.args.sizes.split(",") if s] or (
         [500, 1_000] if quick else [10_000, 100_000, 1_000_000])
-    clients = {name: (MilvusClient(uri, timeout=600), name == "lite")
+    clients = {name: (open_client(uri, timeout=600)[0], name == "lite")
                for name, uri in ctx.backends.items()}
     run = ctx.stamp()
     search = search_scale.run(ctx.workdir, sizes=sizes, backends=clients,

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pymilvus import MilvusClient
 
 from app.model.encoder import Encoder
+from app.vectors.connect import open_client
 from app.vectors.records import ModelStamp
 from app.vectors.store import VectorStore
 from bench import search_scale
@@ -28,8 +28,8 @@ from bench.serving import Server, behind_nginx, search, serve
 def prepare_gallery(uri: str, collection: str, model_dir: Path, size: int, workdir: Path) -> None:
     """A serving collection of ``size`` vectors stamped with the model's identity."""
     encoder = Encoder.from_pretrained(str(model_dir))
-    client = MilvusClient(uri, timeout=600)
-    lite = str(client.get_server_version()).startswith("milvus_lite")
+    client, version = open_client(uri, timeout=600)
+    lite = version.startswith("milvus_lite")
     store = VectorStore(client, collection, lite=lite, timeout=600)
     existing = store.resolve()
     if existing is not None and store.count() == size:

@@ -17,13 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pymilvus import MilvusClient
-
 from app.gallery import imaging
 from app.gallery.ingest import Ingestor
 from app.gallery.sources import collect
 from app.gallery.storage import LocalStore
 from app.model.encoder import Encoder
+from app.vectors.connect import open_client
 from app.vectors.records import ModelStamp
 from app.vectors.store import VectorStore
 from bench.common import ROOT, Stat, rss_mb
@@ -41,8 +40,8 @@ def write_photos(folder: Path, count: int) -> Path:
 def ingest_once(model_dir: Path, uri: str, folder: Path, workdir: Path) -> tuple[float, int]:
     """Seconds from files to searchable rows in a fresh collection, and rows added."""
     encoder = Encoder.from_pretrained(str(model_dir))
-    client = MilvusClient(uri, timeout=600)
-    lite = str(client.get_server_version()).startswith("milvus_lite")
+    client, version = open_client(uri, timeout=600)
+    lite = version.startswith("milvus_lite")
     store = VectorStore(client, f"benchingest_{time.time_ns()}", lite=lite, timeout=600)
     collection = store.create_collection(ModelStamp(encoder.name, encoder.fingerprint, encoder.dim))
     images = LocalStore(workdir / f"images-{time.time_ns()}")

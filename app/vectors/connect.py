@@ -124,7 +124,7 @@ def connect_uri(app: Flask, uri: str, *, alias: str, token: str = "") -> VectorS
     timeout = float(cfg["MILVUS_TIMEOUT"])
     for attempt in range(CONNECT_ATTEMPTS):
         try:
-            client, version = _connect(uri, token, timeout)
+            client, version = open_client(uri, token, timeout)
             break
         except MilvusException as exc:
             # A busy server (seen: Milvus Lite under load) now and then refuses a new
@@ -143,8 +143,12 @@ def connect_uri(app: Flask, uri: str, *, alias: str, token: str = "") -> VectorS
                        timeout=timeout)
 
 
-def _connect(uri: str, token: str, timeout: float) -> tuple[Any, str]:
-    """A client of its own (not pymilvus' per-address shared one) and the server version."""
+def open_client(uri: str, token: str = "", timeout: float = 10.0) -> tuple[Any, str]:
+    """A client of its own (not pymilvus' per-address shared one) and the server version.
+
+    Also for the benchmarks: clients sharing one connection fail together when one
+    of them closes it, or when Milvus Lite drops it for pinging too often.
+    """
     from pymilvus import MilvusClient
 
     # dedicated: pymilvus otherwise shares one connection among all clients of a
