@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
 
 from app.exceptions import BadRequest, ServiceUnavailable
-from app.extensions import encoder, vectors
+from app.extensions import encoder, gallery_labels, images, vectors
 from app.gallery import imaging
 from app.search.forms import SearchForm
-from app.search.service import SearchResult, find_similar, find_similar_to_key, parse_k
+from app.search.query import SearchQuery, parse_query
+from app.search.service import SearchResult, find_similar, find_similar_to_key
 
 bp = Blueprint("search", __name__)
 
@@ -19,7 +21,7 @@ bp = Blueprint("search", __name__)
 def index() -> str:
     size, problem = _gallery_size()
     return render_template("search/index.html", form=SearchForm(), gallery_size=size,
-                           problem=problem)
+                           problem=problem, labels=_labels() if size else {}, query=None)
 
 
 @bp.post("/search")
@@ -28,30 +30,45 @@ def search_upload() -> tuple[str, int] | str:
     if not form.validate_on_submit():
         errors = [e for field_errors in form.errors.values() for e in field_errors]
         raise BadRequest(" ".join(str(e) for e in errors) or "Choose an image file.")
-    k = parse_k(form.k.data, default=current_app.config["DEFAULT_K"],
-                maximum=current_app.config["MAX_K"])
-    result = find_similar(form.image.data.read(), k, encoder=encoder(), vectors=vectors(),
-                          max_pixels=current_app.config["MAX_IMAGE_PIXELS"], with_thumbnail=True)
-    return _results(result, k)
+    result = find_similar(form.image.data.read(), _query(request.form), encoder=encoder(),
+                          vectors=vectors(), max_pixels=current_app.config["MAX_IMAGE_PIXELS"],
+                          with_thumbnail=True)
+    return _results(result)
 
 
 @bp.get("/search")
 def search_key() -> str:
-    k = parse_k(request.args.get("k"), default=current_app.config["DEFAULT_K"],
-                maximum=current_app.config["MAX_K"])
     key = request.args.get("key", "")
     if not key:
         raise BadRequest("Say which gallery image to search with (?key=...), or upload one.")
-    return _results(find_similar_to_key(key, k, vectors=vectors()), k)
+    query = _query(request.args)
+    extra = {"encoder": encoder(), "images": images()} if query.box else {}
+    return _results(find_similar_to_key(key, query, vectors=vectors(),
+                                        max_pixels=current_app.config["MAX_IMAGE_PIXELS"],
+                                        **extra))
 
 
-def _results(result: SearchResult, k: int) -> str:
+def _query(values: Any) -> SearchQuery:
+    cfg = current_app.config
+    return parse_query(values, default_k=cfg["DEFAULT_K"], max_k=cfg["MAX_K"])
+
+
+def _results(result: SearchResult) -> str:
     preview = ""
     if result.query.thumbnail:
         encoded = base64.b64encode(result.query.thumbnail).decode()
         preview = f"data:{imaging.THUMB_MIME};base64,{encoded}"
-    return render_template("search/results.html", result=result, preview=preview, k=k,
-                           form=SearchForm(k=str(k)))
+    query = result.request
+    return render_template("search/results.html", result=result, preview=preview, query=query,
+                           k=query.k, form=SearchForm(k=str(query.k)), labels=_labels())
+
+
+def _labels() -> dict[str, int]:
+    """The label filter's choices; none (the filter hidden) when Milvus cannot say."""
+    try:
+        return gallery_labels()
+    except ServiceUnavailable:
+        return {}
 
 
 def _gallery_size() -> tuple[int | None, str]:

@@ -21,6 +21,7 @@ from pymilvus import DataType, MilvusClient, MilvusException
 from app.config import Config
 from app.exceptions import CollectionMismatch, NotFound
 from app.vectors.calls import milvus_call
+from app.vectors.filters import Filters
 from app.vectors.records import (
     ID_LENGTH,
     KEY_LENGTH,
@@ -46,6 +47,8 @@ STAMP_PROPERTY = "lookalike.stamp"
 # Set on a collection once it has served searches: a reindex may roll back to it,
 # while a generation without it is a half-built leftover that can be dropped.
 SERVED_PROPERTY = "lookalike.served"
+# How far below min_score the range search's (exclusive) radius is set.
+RADIUS_MARGIN = 1e-4
 
 
 class VectorStore:
@@ -275,17 +278,30 @@ class VectorStore:
         return "Strong" if time.monotonic() < self._strong_until else FAST_READ
 
     @milvus_call("searching")
-    def search(self, vector: np.ndarray, k: int, *, collection: str | None = None) -> list[Hit]:
-        """The k nearest rows by cosine similarity, best first."""
+    def search(
+        self, vector: np.ndarray, k: int, *, collection: str | None = None,
+        filters: Filters | None = None, offset: int = 0, min_score: float | None = None,
+    ) -> list[Hit]:
+        """The k nearest rows by cosine similarity, best first, after skipping ``offset``.
+
+        ``filters`` restrict the rows (app/vectors/filters.py builds the expression).
+        ``min_score`` is a range search: Milvus keeps scores strictly above its
+        radius, so the radius sits just below and the cut at ``min_score`` itself,
+        inclusive, is made here on the returned scores.
+        """
+        params: dict[str, Any] = {"ef": max(self.params.ef, offset + k)}
+        if min_score is not None:
+            params["radius"] = min_score - RADIUS_MARGIN
         results = self.client.search(
             collection or self.alias,
             data=[np.asarray(vector, dtype=np.float32).tolist()],
-            limit=k,
+            limit=k, offset=offset,
+            filter=filters.expression() if filters else "",
             output_fields=OUTPUT_FIELDS,
-            search_params={"metric_type": "COSINE", "params": {"ef": max(self.params.ef, k)}},
+            search_params={"metric_type": "COSINE", "params": params},
             consistency_level=self._read_level(), timeout=self.timeout,
         )
-        return [
+        hits = [
             Hit(
                 id=str(hit["id"]),
                 key=hit["entity"]["key"],
@@ -295,6 +311,7 @@ class VectorStore:
             )
             for hit in results[0]
         ]
+        return [h for h in hits if min_score is None or h.score >= min_score]
 
     @milvus_call("deleting vectors")
     def delete(self, ids: Sequence[str], collection: str | None = None) -> None:
@@ -406,7 +423,6 @@ class VectorStore:
     @milvus_call("reaching Milvus")
     def ping(self) -> None:
         self.client.list_collections(timeout=min(self.timeout, 3.0))
-
 
 
 def _now() -> str:
