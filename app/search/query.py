@@ -229,3 +229,21 @@ def _flag(raw: str | None, name: str) -> bool:
     if raw == "1":
         return True
     raise BadRequest(f"{name} must be 1 or 0; got {raw[:20]!r}.")
+
+
+def active_filters(query: SearchQuery) -> list[tuple[str, SearchQuery]]:
+    """Each active filter in words, with the query that drops it (back to the first page)."""
+    first = replace(query, offset=0)
+    out = [(f"label: {label}", replace(first, labels=tuple(x for x in query.labels
+                                                          if x != label)))
+           for label in query.labels]
+    out += [(f"{c.key}: {json.dumps(metadata_json((c,))[c.key])}",
+             replace(first, metadata=tuple(x for x in query.metadata if x != c)))
+            for c in query.metadata]
+    if query.min_score is not None:
+        out.append((f"score ≥ {query.min_score:g}", replace(first, min_score=None)))
+    if query.box:
+        out.append((f"region {query.box}", replace(first, box=None)))
+    if query.per_label:
+        out.append(("one per label", replace(first, per_label=False)))
+    return out

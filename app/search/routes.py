@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, current_app, render_template, request, url_for
 
 from app.exceptions import BadRequest, ServiceUnavailable
 from app.extensions import encoder, gallery_labels, images, vectors
 from app.gallery import imaging
 from app.search.forms import SearchForm
-from app.search.query import SearchQuery, parse_query
+from app.search.query import SearchQuery, active_filters, parse_query
 from app.search.service import SearchResult, find_similar, find_similar_to_key
 
 bp = Blueprint("search", __name__)
@@ -59,8 +62,17 @@ def _results(result: SearchResult) -> str:
         encoded = base64.b64encode(result.query.thumbnail).decode()
         preview = f"data:{imaging.THUMB_MIME};base64,{encoded}"
     query = result.request
-    return render_template("search/results.html", result=result, preview=preview, query=query,
-                           k=query.k, form=SearchForm(k=str(query.k)), labels=_labels())
+    return render_template(
+        "search/results.html", result=result, preview=preview, query=query, k=query.k,
+        form=SearchForm(k=str(query.k)), labels=_labels(), filters=active_filters(query),
+        next_query=replace(query, offset=result.next_offset or 0), href=_href(result.query.key))
+
+
+def _href(key: str) -> Callable[[SearchQuery], str]:
+    """Links for a search by key: every parameter in the GET URL, so they can be shared."""
+    def href(query: SearchQuery) -> str:
+        return url_for("search.search_key") + "?" + urlencode([("key", key), *query.params()])
+    return href
 
 
 def _labels() -> dict[str, int]:
