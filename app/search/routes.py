@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -18,6 +19,9 @@ from app.search.query import SearchQuery, active_filters, parse_query
 from app.search.service import SearchResult, find_similar, find_similar_to_key
 
 bp = Blueprint("search", __name__)
+# search.js keeps the uploaded photo in the browser under a random token sent with
+# the form; the results page names it so its forms can post the photo again.
+PHOTO_TOKEN = re.compile(r"[0-9a-f]{32}")
 
 
 @bp.get("/")
@@ -36,7 +40,8 @@ def search_upload() -> tuple[str, int] | str:
     result = find_similar(form.image.data.read(), _query(request.form), encoder=encoder(),
                           vectors=vectors(), max_pixels=current_app.config["MAX_IMAGE_PIXELS"],
                           with_thumbnail=True)
-    return _results(result)
+    token = request.form.get("photo_token", "")
+    return _results(result, photo_token=token if PHOTO_TOKEN.fullmatch(token) else "")
 
 
 @bp.get("/search")
@@ -56,7 +61,7 @@ def _query(values: Any) -> SearchQuery:
     return parse_query(values, default_k=cfg["DEFAULT_K"], max_k=cfg["MAX_K"])
 
 
-def _results(result: SearchResult) -> str:
+def _results(result: SearchResult, *, photo_token: str = "") -> str:
     preview = ""
     if result.query.thumbnail:
         encoded = base64.b64encode(result.query.thumbnail).decode()
@@ -65,7 +70,8 @@ def _results(result: SearchResult) -> str:
     return render_template(
         "search/results.html", result=result, preview=preview, query=query, k=query.k,
         form=SearchForm(k=str(query.k)), labels=_labels(), filters=active_filters(query),
-        next_query=replace(query, offset=result.next_offset or 0), href=_href(result.query.key))
+        next_query=replace(query, offset=result.next_offset or 0), href=_href(result.query.key),
+        photo_token=photo_token)
 
 
 def _href(key: str) -> Callable[[SearchQuery], str]:
