@@ -117,9 +117,23 @@ def run_ingest(ctx: Context) -> dict[str, Any]:
     return {**result, "run": run}
 
 
+def run_box(ctx: Context) -> dict[str, Any]:
+    from bench import box_search
+    from bench.common import MOBILENET
+
+    if not (MOBILENET / "config.json").is_file():
+        return {"skipped": f"the MobileNetV2 is not at {MOBILENET}"}
+    run = ctx.stamp()
+    quick = ctx.args.quick
+    result = box_search.run(MOBILENET, uri=ctx.lite_uri, cases=4 if quick else 60,
+                            gallery_size=20 if quick else 500)
+    return {**result, "run": run}
+
+
 # Suite name -> what measures it; they run in this order.
 SUITES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "encoder": run_encoder, "search": run_search, "latency": run_latency, "ingest": run_ingest,
+    "box": run_box,
 }
 
 

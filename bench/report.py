@@ -56,7 +56,7 @@ def render(r: dict[str, Any]) -> str:
         "",
     ]
     for name, section in (("encoder", encoder), ("search", search), ("latency", latency),
-                          ("ingest", ingest)):
+                          ("ingest", ingest), ("box", box)):
         if name in r:
             lines += section(r[name])
     return "\n".join(lines) + "\n"
@@ -233,3 +233,16 @@ def ingest(i: dict[str, Any]) -> list[str]:
             f"- Ratio {fmt(ratio, 2)}; target ≥ {TARGETS['ingest_ratio']} → {verdict(ratio['median'] >= TARGETS['ingest_ratio'])}.",
             f"- Peak resident memory of a process ingesting {sizes[0]} photos: {peaks[sizes[0]]:.0f} MB; "
             f"{sizes[-1]} photos: {peaks[sizes[-1]]:.0f} MB (×{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}).", ""]
+
+
+def box(b: dict[str, Any]) -> list[str]:
+    if "skipped" in b:
+        return ["## 7. Search with a box", "", f"Skipped: {b['skipped']}.", ""]
+    return ["## 7. Search with a box", "", *measured_by(b.get("run")),
+            f"{b['cases']} cases: a Grocery train photo pasted at {b['area']:.0%} of the area "
+            "into a Grocery test photo of another product, at a random place; searched through "
+            f"`find_similar` with {b['model']} in a gallery of {b['gallery']} Grocery train "
+            "photos (Milvus Lite). Rank 1 = the pasted photo comes back first.",
+            "",
+            f"- Whole photo: rank-1 rate {b['rank1_whole']:.2f}.",
+            f"- Box around the pasted region: rank-1 rate {b['rank1_box']:.2f}.", ""]
