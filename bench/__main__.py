@@ -130,10 +130,24 @@ def run_box(ctx: Context) -> dict[str, Any]:
     return {**result, "run": run}
 
 
+def run_filtered(ctx: Context) -> dict[str, Any]:
+    from pymilvus import MilvusClient
+
+    from bench import filtered_search
+
+    sizes = [int(s) for s in ctx.args.sizes.split(",") if s] or (
+        [2_000] if ctx.args.quick else [100_000, 1_000_000])
+    clients = {name: (MilvusClient(uri, timeout=600), name == "lite")
+               for name, uri in ctx.backends.items()}
+    run = ctx.stamp()
+    result = filtered_search.run(ctx.workdir, sizes=sizes, backends=clients, quick=ctx.args.quick)
+    return {**result, "run": run}
+
+
 # Suite name -> what measures it; they run in this order.
 SUITES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "encoder": run_encoder, "search": run_search, "latency": run_latency, "ingest": run_ingest,
-    "box": run_box,
+    "box": run_box, "filtered": run_filtered,
 }
 
 

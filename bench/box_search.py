@@ -55,7 +55,8 @@ def run(model_dir: Path, *, uri: str, cases: int, gallery_size: int, seed: int =
             composite, box = _paste(images[target], gallery[target][1], backgrounds, rng)
             whole += _top(composite, SearchQuery(k=1), encoder, pinned) == str(target)
             boxed += _top(composite, SearchQuery(k=1, box=box), encoder, pinned) == str(target)
-        return {"cases": cases, "gallery": len(gallery), "area": AREA, "model": Path(encoder.name).name,
+        return {"cases": cases, "gallery": len(gallery), "area": AREA,
+                "model": Path(encoder.name).name,
                 "rank1_whole": whole / cases, "rank1_box": boxed / cases}
     finally:
         client.drop_collection(name)

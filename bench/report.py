@@ -56,7 +56,8 @@ def render(r: dict[str, Any]) -> str:
         "",
     ]
     for name, section in (("encoder", encoder), ("search", search), ("latency", latency),
-                          ("ingest", ingest), ("box", box)):
+                          ("ingest", ingest), ("box", box),
+                          ("filtered", filtered)):
         if name in r:
             lines += section(r[name])
     return "\n".join(lines) + "\n"
@@ -246,3 +247,20 @@ def box(b: dict[str, Any]) -> list[str]:
             "",
             f"- Whole photo: rank-1 rate {b['rank1_whole']:.2f}.",
             f"- Box around the pasted region: rank-1 rate {b['rank1_box']:.2f}.", ""]
+
+
+def filtered(f: dict[str, Any]) -> list[str]:
+    lines = ["## 8. Filtered search", "", *measured_by(f.get("run")),
+             f"{f['queries']} queries, {f['dim']}-d vectors ({f['vectors']}), top 10 with a label "
+             "filter (`label in [...]`, built by `app/vectors/filters.py`) matching the share of "
+             "rows shown; recall@10 against exact filtered search (numpy). Goal: recall@10 "
+             "≥ 0.95 at every selectivity and p50 within 3× of unfiltered.", "",
+             "| backend/rows | filter | rows matching | p50 ms | p95 ms | recall@10 | p50 vs none |",
+             "|---|---|---|---|---|---|---|"]
+    for where, result in f["results"].items():
+        base = result["by_filter"]["none"]["p50_ms"]
+        for name, r in result["by_filter"].items():
+            lines.append(f"| {where} | {name} | {r['matching_rows']:,} | {r['p50_ms']:.1f} | "
+                         f"{r['p95_ms']:.1f} | {r['recall_at_10']:.3f} | "
+                         f"{r['p50_ms'] / base:.2f}× |")
+    return [*lines, ""]
