@@ -252,3 +252,30 @@ def test_filters_build_one_expression_from_structured_values() -> None:
     assert Filters().expression() == ""
     with pytest.raises(ValueError):
         Filters(metadata=(MetadataCondition('a"] or 1', ("x",)),)).expression()
+
+
+def test_a_selective_filter_finds_the_exact_top_k_once_the_index_is_built(
+    lite_server, collection_name
+) -> None:
+    """Lite's HNSW keeps only matching rows among the ef it visits: the store raises ef."""
+    from pymilvus import MilvusClient
+
+    from app.vectors.records import ModelStamp
+    from app.vectors.store import VectorStore
+
+    store = VectorStore(MilvusClient(lite_server, timeout=60, dedicated=True), collection_name,
+                        lite=True)
+    name = store.ensure(ModelStamp("t", "t", 16))
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(4000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels = np.where(np.arange(4000) % 400 == 0, "rare", "common")  # 10 rows in 4,000
+    store.upsert([Entry(f"{i:064x}", vectors[i], f"{i:064x}.jpg", labels[i])
+                  for i in range(4000)])
+    store.wait_for_index(name, serving=False)  # HNSW built: no exact fallback inside Lite
+    rare = np.flatnonzero(labels == "rare")
+    for q in rng.normal(size=(10, 16)).astype(np.float32):
+        expected = rare[np.argsort(-(vectors[rare] @ q))][:5]
+        hits = store.search(q, 5, filters=Filters(labels=("rare",)))
+        assert [int(h.id, 16) for h in hits] == expected.tolist()
+    assert store.search(vectors[0], 5, filters=Filters(labels=("none",))) == []
