@@ -19,11 +19,9 @@ from app.gallery import imaging
 from app.gallery.keys import is_valid_key, key_id, original_name
 from app.gallery.storage import ImageStore
 from app.model.encoder import Encoder
-from app.search.query import MAX_WINDOW, SearchQuery, parse_k
+from app.search.query import MAX_WINDOW, SearchQuery
 from app.vectors.records import Hit
 from app.vectors.store import VectorStore
-
-__all__ = ["Match", "Query", "SearchResult", "find_similar", "find_similar_to_key", "parse_k"]
 
 # per_label keeps the best hit of each label among this many times the hits asked
 # for (at most MAX_WINDOW): Milvus group_by needs 2.4+, the 2.3 server here lacks it.
