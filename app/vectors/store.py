@@ -50,10 +50,10 @@ STAMP_PROPERTY = "lookalike.stamp"
 SERVED_PROPERTY = "lookalike.served"
 # How far below min_score the range search's (exclusive) radius is set.
 RADIUS_MARGIN = 1e-4
-# Filtered search on Milvus Lite: ef is raised to this many times the hits wanted over
-# the share of rows the filter matches, up to LITE_MAX_EF (_lite_filtered_ef).
-LITE_FILTER_EF_FACTOR = 4
-LITE_MAX_EF = 16384
+# A filtered search raises ef to this many times the hits wanted over the share of
+# rows the filter matches, up to MAX_FILTER_EF (_filtered_ef).
+FILTER_EF_FACTOR = 4
+MAX_FILTER_EF = 16384
 
 
 class VectorStore:
@@ -297,8 +297,8 @@ class VectorStore:
         name = collection or self.alias
         expression = filters.expression() if filters else ""
         params: dict[str, Any] = {"ef": max(self.params.ef, offset + k)}
-        if expression and self.lite:
-            params["ef"] = self._lite_filtered_ef(name, expression, offset + k)
+        if expression:
+            params["ef"] = self._filtered_ef(name, expression, offset + k)
             if not params["ef"]:
                 return []  # no row matches
         if min_score is not None:
@@ -324,21 +324,20 @@ class VectorStore:
         ]
         return [h for h in hits if min_score is None or h.score >= min_score]
 
-    def _lite_filtered_ef(self, collection: str, expression: str, wanted: int) -> int:
-        """The ef a filtered search needs on Milvus Lite, 0 when no row matches.
+    def _filtered_ef(self, collection: str, expression: str, wanted: int) -> int:
+        """The ef a filtered search needs, 0 when no row matches.
 
-        Lite's HNSW (FAISS with an id selector) keeps only the matching rows among
-        the ef candidates it visits, so a filter that matches a share s of the rows
-        needs ef of about wanted / s; a Milvus server switches to exact search by
-        itself when a filter is that selective.
+        HNSW keeps only the matching rows among the ef candidates it visits (Lite:
+        FAISS with an id selector; a server: a bitset), so a filter that matches a
+        share s of the rows needs ef of about wanted / s to keep its recall.
         """
         total, matching = (int(self.client.query(
             collection, filter=f, output_fields=["count(*)"], timeout=self.timeout,
             consistency_level=self._read_level())[0]["count(*)"]) for f in ("", expression))
         if not matching:
             return 0
-        needed = math.ceil(LITE_FILTER_EF_FACTOR * wanted * total / matching)
-        return min(LITE_MAX_EF, max(self.params.ef, wanted, needed))
+        needed = math.ceil(FILTER_EF_FACTOR * wanted * total / matching)
+        return min(MAX_FILTER_EF, max(self.params.ef, wanted, needed))
 
     @milvus_call("deleting vectors")
     def delete(self, ids: Sequence[str], collection: str | None = None) -> None:
