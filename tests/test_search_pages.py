@@ -79,3 +79,17 @@ def test_a_bad_filter_on_the_page_is_a_400_page(client, runner, gallery_dir, pho
     key = upload(client, photos["coffee"], k=1).get_json()["results"][0]["key"]
     page = client.get(f"/search?key={key}&min_score=2")
     assert page.status_code == 400 and b"min_score must be" in page.data
+
+
+def test_a_metadata_filter_is_kept_by_the_refine_form_and_shown(
+    client, runner, gallery_dir, photos
+) -> None:
+    add_gallery(runner, gallery_dir)
+    key = upload(client, photos["coffee"], k=1).get_json()["results"][0]["key"]
+    text = client.get("/search", query_string={
+        "key": key, "metadata": '{"source": ["rocket.jpg", "chelsea.jpg"]}'}).get_data(
+            as_text=True)
+    hidden = re.search(r'<input type="hidden" name="metadata" value="([^"]+)">', text)
+    assert hidden and html.unescape(hidden.group(1)) == '{"source": ["rocket.jpg", "chelsea.jpg"]}'
+    assert text.count('class="card"') == 2
+    assert "source: [&#34;rocket.jpg&#34;, &#34;chelsea.jpg&#34;]" in text

@@ -79,13 +79,17 @@ class SearchQuery:
             "filters": {"label": list(self.labels), "metadata": metadata_json(self.metadata)},
         }
 
+    @property
+    def metadata_param(self) -> str:
+        """The metadata filter as the JSON text of the ``metadata`` parameter ("" if none)."""
+        return json.dumps(metadata_json(self.metadata)) if self.metadata else ""
+
     def params(self) -> list[tuple[str, str]]:
         """The query as request values again (for links: next page, remove a filter)."""
         out = [("k", str(self.k))]
         out += [("offset", str(self.offset))] if self.offset else []
         out += [("label", label) for label in self.labels]
-        if self.metadata:
-            out.append(("metadata", json.dumps(metadata_json(self.metadata))))
+        out += [("metadata", self.metadata_param)] if self.metadata else []
         out += [("min_score", f"{self.min_score:g}")] if self.min_score is not None else []
         out += [("box", str(self.box))] if self.box else []
         out += [("per_label", "1")] if self.per_label else []
