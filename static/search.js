@@ -2,7 +2,7 @@
 // - the upload form: drag and drop, paste, preview, busy state;
 // - the photo is kept in the browser (IndexedDB, under a random token sent with the form)
 //   so the results page can post it again: more results, filters, a region;
-// - a box drawn on the query photo, searched with "Search this region".
+// - a box drawn on the query photo (corner handles adjust it), "Search this region".
 (function () {
   "use strict";
   document.documentElement.classList.add("has-js");
@@ -143,7 +143,7 @@
     });
   });
 
-  // A box on the query photo: drag to draw (again to redraw), then search the region.
+  // A box on the query photo: drag to draw, drag a corner handle to adjust, then search it.
   var frame = document.querySelector("[data-box-frame]");
   var image = frame && frame.querySelector("[data-box-image]");
   var region = document.querySelector("[data-region-form]");
@@ -173,8 +173,20 @@
     return [x0, y0, x1, y1];
   }
   image.addEventListener("dragstart", function (e) { e.preventDefault(); });
+  ["nw", "ne", "sw", "se"].forEach(function (corner) {
+    var handle = document.createElement("span");
+    handle.className = "handle " + corner;
+    handle.dataset.corner = corner;
+    box.appendChild(handle);
+  });
+  var current = null;  // the box drawn, as fractions [x0, y0, x1, y1]
   frame.addEventListener("pointerdown", function (e) {
-    start = point(e);
+    var corner = e.target.dataset && e.target.dataset.corner;
+    // A handle moves its corner: the drag starts from the opposite one.
+    start = corner && current
+      ? {x: corner.indexOf("w") >= 0 ? current[2] : current[0],
+         y: corner.indexOf("n") >= 0 ? current[3] : current[1]}
+      : point(e);
     frame.setPointerCapture(e.pointerId);
   });
   frame.addEventListener("pointermove", function (e) { if (start) { draw(start, point(e)); } });
@@ -182,6 +194,7 @@
     if (!start) { return; }
     var b = draw(start, point(e));
     start = null;
+    current = b;
     var big = b[2] - b[0] >= 0.02 && b[3] - b[1] >= 0.02;
     value.value = b.map(function (v) { return v.toFixed(4); }).join(",");
     button.disabled = !big;
@@ -190,6 +203,6 @@
   var current = frame.dataset.box;
   if (current) {
     var c = current.split(",").map(Number);
-    draw({x: c[0], y: c[1]}, {x: c[2], y: c[3]});
+    current = draw({x: c[0], y: c[1]}, {x: c[2], y: c[3]});
   }
 })();

@@ -80,6 +80,14 @@ def test_draw_a_box_search_the_region_filter_by_label_and_page(
         .click_and_hold().move_by_offset(w // 2, h - 10).release().perform()
     button = browser.find_element(By.CSS_SELECTOR, "[data-region-button]")
     WebDriverWait(browser, 10).until(lambda d: button.is_enabled())
+    value = browser.find_element(By.CSS_SELECTOR, "[data-box-value]")
+    drawn = [float(v) for v in value.get_attribute("value").split(",")]
+    assert drawn[0] < 0.05 and 0.45 < drawn[2] < 0.55  # the left half
+    # Adjust: drag the bottom-right handle left, to about a third of the width.
+    handle = browser.find_element(By.CSS_SELECTOR, ".box .handle.se")
+    ActionChains(browser).click_and_hold(handle).move_by_offset(-w // 6, 0).release().perform()
+    adjusted = [float(v) for v in value.get_attribute("value").split(",")]
+    assert adjusted[0] == drawn[0] and 0.28 < adjusted[2] < 0.39
     button.click()
     page_says("region ")
     assert any(chip.text.startswith("region 0")
