@@ -60,6 +60,7 @@ class Config:
     MAX_IMAGE_PIXELS = 50_000_000  # refused from the header, before decoding
     DEFAULT_K = 10
     MAX_K = 100
+    LABELS_CACHE_SECONDS = 300.0  # label counts per collection; uploads show up after this
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     PRODUCTION = False

@@ -22,6 +22,7 @@ from app.model.encoder import Encoder
 from app.model.pool import EncoderPool
 from app.serving import Serving, Snapshot
 from app.vectors.connect import connect_milvus
+from app.vectors.labels import LabelCache
 from app.vectors.store import VectorStore
 
 T = TypeVar("T")
@@ -61,6 +62,8 @@ def init_app(app: Flask) -> None:
     # The Serving (alias follower); reset() reconnects to Milvus.
     app.extensions["lookalike.serving"] = Lazy(lambda: build_serving(app))
     app.extensions["lookalike.images"] = Lazy(lambda: build_images(app))
+    # Label counts by physical collection: a reindex misses the cache at once.
+    app.extensions["lookalike.labels"] = LabelCache(ttl=app.config["LABELS_CACHE_SECONDS"])
 
 
 def encoder() -> Encoder:
@@ -86,6 +89,12 @@ def snapshot() -> Snapshot:
 
 def images() -> ImageStore:
     return current_app.extensions["lookalike.images"].get()
+
+
+def gallery_labels() -> dict[str, int]:
+    """The serving collection's labels with their image counts, most images first."""
+    snap = snapshot()
+    return current_app.extensions["lookalike.labels"].get(snap.vectors, snap.collection)
 
 
 def build_encoder(app: Flask, model: str | None = None) -> Encoder:

@@ -139,10 +139,37 @@ def run_ingest(ctx: Context) -> dict[str, Any]:
     return {**result, "run": run}
 
 
+def run_box(ctx: Context) -> dict[str, Any]:
+    from bench import box_search
+    from bench.common import MOBILENET
+
+    if not (MOBILENET / "config.json").is_file():
+        return {"skipped": f"the MobileNetV2 is not at {MOBILENET}"}
+    run = ctx.stamp()
+    quick = ctx.args.quick
+    result = box_search.run(MOBILENET, uri=ctx.lite_uri, cases=4 if quick else 60,
+                            gallery_size=20 if quick else 500)
+    return {**result, "run": run}
+
+
+def run_filtered(ctx: Context) -> dict[str, Any]:
+    from app.vectors.connect import open_client
+    from bench import filtered_search
+
+    sizes = [int(s) for s in ctx.args.sizes.split(",") if s] or (
+        [2_000] if ctx.args.quick else [100_000, 1_000_000])
+    clients = {name: (open_client(uri, timeout=600)[0], name == "lite")
+               for name, uri in ctx.backends.items()}
+    run = ctx.stamp()
+    result = filtered_search.run(ctx.workdir, sizes=sizes, backends=clients, quick=ctx.args.quick)
+    return {**result, "run": run}
+
+
 # Suite name -> what measures it; they run in this order.
 SUITES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "encoder": run_encoder, "encoder-backends": run_encoder_backends,
     "search": run_search, "latency": run_latency, "ingest": run_ingest,
+    "box": run_box, "filtered": run_filtered,
 }
 
 

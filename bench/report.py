@@ -56,7 +56,8 @@ def render(r: dict[str, Any]) -> str:
         "",
     ]
     for name, section in (("encoder", encoder), ("encoder-backends", backends),
-                          ("search", search), ("latency", latency), ("ingest", ingest)):
+                          ("search", search), ("latency", latency), ("ingest", ingest),
+                          ("box", box), ("filtered", filtered)):
         if name in r:
             lines += section(r[name])
             if name == "search" and "embedded_server" in r:
@@ -318,3 +319,33 @@ def ingest(i: dict[str, Any]) -> list[str]:
             f"- Ratio {fmt(ratio, 2)}; target ≥ {TARGETS['ingest_ratio']} → {verdict(ratio['median'] >= TARGETS['ingest_ratio'])}.",
             f"- Peak resident memory of a process ingesting {sizes[0]} photos: {peaks[sizes[0]]:.0f} MB; "
             f"{sizes[-1]} photos: {peaks[sizes[-1]]:.0f} MB (×{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}).", ""]
+
+
+def box(b: dict[str, Any]) -> list[str]:
+    if "skipped" in b:
+        return ["## 7. Search with a box", "", f"Skipped: {b['skipped']}.", ""]
+    return ["## 7. Search with a box", "", *measured_by(b.get("run")),
+            f"{b['cases']} cases: a Grocery train photo pasted at {b['area']:.0%} of the area "
+            "into a Grocery test photo of another product, at a random place; searched through "
+            f"`find_similar` with {b['model']} in a gallery of {b['gallery']} Grocery train "
+            "photos (Milvus Lite). Rank 1 = the pasted photo comes back first.",
+            "",
+            f"- Whole photo: rank-1 rate {b['rank1_whole']:.2f}.",
+            f"- Box around the pasted region: rank-1 rate {b['rank1_box']:.2f}.", ""]
+
+
+def filtered(f: dict[str, Any]) -> list[str]:
+    lines = ["## 8. Filtered search", "", *measured_by(f.get("run")),
+             f"{f['queries']} queries, {f['dim']}-d vectors ({f['vectors']}), top 10 with a label "
+             "filter (`label in [...]`, built by `app/vectors/filters.py`) matching the share of "
+             "rows shown; recall@10 against exact filtered search (numpy). Goal: recall@10 "
+             "≥ 0.95 at every selectivity and p50 within 3× of unfiltered.", "",
+             "| backend/rows | filter | rows matching | p50 ms | p95 ms | recall@10 | p50 vs none |",
+             "|---|---|---|---|---|---|---|"]
+    for where, result in f["results"].items():
+        base = result["by_filter"]["none"]["p50_ms"]
+        for name, r in result["by_filter"].items():
+            lines.append(f"| {where} | {name} | {r['matching_rows']:,} | {r['p50_ms']:.1f} | "
+                         f"{r['p95_ms']:.1f} | {r['recall_at_10']:.3f} | "
+                         f"{r['p50_ms'] / base:.2f}× |")
+    return [*lines, ""]

@@ -22,7 +22,9 @@ def test_the_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
-    assert {"encoder", "search", "latency", "ingest"} <= set(report)
+    assert {"encoder", "search", "latency", "ingest", "box", "filtered"} <= set(report)
+    assert all(r["recall_at_10"] > 0 for r in
+               report["filtered"]["results"]["lite/2000"]["by_filter"].values())
     vit = report["encoder"]["models"]["dinov2-s14-random"]
     assert vit["gflop_per_image"] > 10  # ViT-S/14 at 224 px is ~11 GFLOP
     assert all(0 < m["roofline_fraction_best"] for m in vit["modes"].values())
@@ -40,7 +42,8 @@ def test_the_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert {"torch fp32", "onnxruntime fp32", "auto"} <= set(backends)
     assert all(v["min_cosine_to_fp32"] >= 0.999 for v in backends.values() if "error" not in v)
     for heading in ("## 1. Encoder throughput", "## 1b. Encoder backends", "## 2. Query latency",
-                    "## 3. Search scaling", "## 4. Ingest throughput"):
+                    "## 3. Search scaling", "## 4. Ingest throughput",
+                    "## 7. Search with a box", "## 8. Filtered search"):
         assert heading in markdown
     assert ("through nginx: p50 ms" in markdown) == (nginx_executable() is not None)
 

@@ -29,6 +29,17 @@ from tests.test_search import (  # noqa: F401  (collected here again, against th
     test_more_like_this_searches_by_key_and_leaves_the_query_out,
     test_results_carry_links_labels_and_ranks,
 )
+from tests.test_search_filters import (  # noqa: F401  (collected here again, against the server)
+    gallery,
+    test_a_label_filter_returns_the_exact_filtered_top_k,
+    test_a_metadata_filter_returns_the_exact_filtered_top_k,
+    test_label_injection_attempts_match_nothing,
+    test_min_score_cuts_exactly_at_the_threshold,
+    test_min_score_in_the_api_returns_what_reaches_it_and_says_why_when_nothing_does,
+    test_offset_pages_through_filtered_results_too,
+    test_offset_pages_through_the_same_ranking,
+    test_per_label_returns_the_best_image_of_each_label,
+)
 
 pytestmark = pytest.mark.slow
 

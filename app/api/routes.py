@@ -1,4 +1,4 @@
-"""JSON API: search by upload or by gallery key, and health."""
+"""JSON API: search by upload or by gallery key, the gallery's labels, and health."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from typing import Any
 import torch
 from flask import Blueprint, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import CombinedMultiDict
 
 from app.exceptions import BadRequest, LookalikeError, ModelLoadError
-from app.extensions import encoder, images, vectors
+from app.extensions import encoder, gallery_labels, images, vectors
 from app.model.encoder import Encoder
-from app.search.service import SearchResult, find_similar, find_similar_to_key, parse_k
+from app.search.query import SearchQuery, parse_query
+from app.search.service import SearchResult, find_similar, find_similar_to_key
 
 bp = Blueprint("api", __name__)
 
@@ -21,9 +23,9 @@ def search_upload() -> ResponseReturnValue:
     files = request.files.getlist("image")
     if len(files) != 1:
         raise BadRequest("Send exactly one image as the multipart field 'image'.")
-    k = _k(request.form.get("k", request.args.get("k")))
-    result = find_similar(files[0].read(), k, encoder=encoder(), vectors=vectors(),
-                          max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
+    values = CombinedMultiDict([request.form, request.args])
+    result = find_similar(files[0].read(), _query(values), encoder=encoder(),
+                          vectors=vectors(), max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
     return jsonify(_payload(result))
 
 
@@ -32,7 +34,18 @@ def search_key() -> ResponseReturnValue:
     key = request.args.get("key", "")
     if not key:
         raise BadRequest("Give a gallery image key (?key=...) or POST an image.")
-    return jsonify(_payload(find_similar_to_key(key, _k(request.args.get("k")), vectors=vectors())))
+    query = _query(request.args)
+    extra = {"encoder": encoder(), "images": images()} if query.box else {}
+    result = find_similar_to_key(key, query, vectors=vectors(),
+                                 max_pixels=current_app.config["MAX_IMAGE_PIXELS"], **extra)
+    return jsonify(_payload(result))
+
+
+@bp.get("/labels")
+def labels() -> ResponseReturnValue:
+    """The gallery's labels with their image counts, most images first."""
+    counts = gallery_labels()
+    return jsonify({"labels": [{"label": name, "count": n} for name, n in counts.items()]})
 
 
 @bp.get("/health")
@@ -78,9 +91,9 @@ def _serving_or_configured_encoder() -> Encoder:
         return current_app.extensions["lookalike.encoder"].get()
 
 
-def _k(raw: Any) -> int:
+def _query(values: Any) -> SearchQuery:
     cfg = current_app.config
-    return parse_k(raw, default=cfg["DEFAULT_K"], maximum=cfg["MAX_K"])
+    return parse_query(values, default_k=cfg["DEFAULT_K"], max_k=cfg["MAX_K"])
 
 
 def _payload(result: SearchResult) -> dict[str, Any]:
@@ -97,5 +110,8 @@ def _payload(result: SearchResult) -> dict[str, Any]:
             }
             for m in result.matches
         ],
+        "query": result.request.describe() if result.request else None,
+        "next_offset": result.next_offset,
+        "empty_reason": result.empty_reason or None,
         "timings_ms": result.timings_ms,
     }

@@ -12,6 +12,6 @@ K_CHOICES = [SelectChoice(str(k)) for k in (5, 10, 20, 50, 100)]
 
 class SearchForm(FlaskForm):
     image = FileField("Photo to search with", validators=[FileRequired("Choose an image file.")])
-    # Offered as a choice, validated like the API's k (search.service.parse_k), so a
+    # Offered as a choice, validated like the API's k (app.search.query.parse_k), so a
     # hand-made request with k=3 works the same on both.
     k = SelectField("Results", choices=K_CHOICES, default="10", validate_choice=False)

@@ -10,6 +10,7 @@ its vectors, so vectors from different models are never compared.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from pymilvus import DataType, MilvusClient, MilvusException
 from app.config import Config
 from app.exceptions import CollectionMismatch, NotFound
 from app.vectors.calls import milvus_call
+from app.vectors.filters import Filters
 from app.vectors.records import (
     ID_LENGTH,
     KEY_LENGTH,
@@ -46,6 +48,12 @@ STAMP_PROPERTY = "lookalike.stamp"
 # Set on a collection once it has served searches: a reindex may roll back to it,
 # while a generation without it is a half-built leftover that can be dropped.
 SERVED_PROPERTY = "lookalike.served"
+# How far below min_score the range search's (exclusive) radius is set.
+RADIUS_MARGIN = 1e-4
+# A filtered search raises ef to this many times the hits wanted over the share of
+# rows the filter matches, up to MAX_FILTER_EF (_filtered_ef).
+FILTER_EF_FACTOR = 4
+MAX_FILTER_EF = 16384
 
 
 class VectorStore:
@@ -275,17 +283,36 @@ class VectorStore:
         return "Strong" if time.monotonic() < self._strong_until else FAST_READ
 
     @milvus_call("searching")
-    def search(self, vector: np.ndarray, k: int, *, collection: str | None = None) -> list[Hit]:
-        """The k nearest rows by cosine similarity, best first."""
+    def search(
+        self, vector: np.ndarray, k: int, *, collection: str | None = None,
+        filters: Filters | None = None, offset: int = 0, min_score: float | None = None,
+    ) -> list[Hit]:
+        """The k nearest rows by cosine similarity, best first, after skipping ``offset``.
+
+        ``filters`` restrict the rows (app/vectors/filters.py builds the expression).
+        ``min_score`` is a range search: Milvus keeps scores strictly above its
+        radius, so the radius sits just below and the cut at ``min_score`` itself,
+        inclusive, is made here on the returned scores.
+        """
+        name = collection or self.alias
+        expression = filters.expression() if filters else ""
+        params: dict[str, Any] = {"ef": max(self.params.ef, offset + k)}
+        if expression:
+            params["ef"] = self._filtered_ef(name, expression, offset + k)
+            if not params["ef"]:
+                return []  # no row matches
+        if min_score is not None:
+            params["radius"] = min_score - RADIUS_MARGIN
         results = self.client.search(
-            collection or self.alias,
+            name,
             data=[np.asarray(vector, dtype=np.float32).tolist()],
-            limit=k,
+            limit=k, offset=offset,
+            filter=expression,
             output_fields=OUTPUT_FIELDS,
-            search_params={"metric_type": "COSINE", "params": {"ef": max(self.params.ef, k)}},
+            search_params={"metric_type": "COSINE", "params": params},
             consistency_level=self._read_level(), timeout=self.timeout,
         )
-        return [
+        hits = [
             Hit(
                 id=str(hit["id"]),
                 key=hit["entity"]["key"],
@@ -295,6 +322,22 @@ class VectorStore:
             )
             for hit in results[0]
         ]
+        return [h for h in hits if min_score is None or h.score >= min_score]
+
+    def _filtered_ef(self, collection: str, expression: str, wanted: int) -> int:
+        """The ef a filtered search needs, 0 when no row matches.
+
+        HNSW keeps only the matching rows among the ef candidates it visits (Lite:
+        FAISS with an id selector; a server: a bitset), so a filter that matches a
+        share s of the rows needs ef of about wanted / s to keep its recall.
+        """
+        total, matching = (int(self.client.query(
+            collection, filter=f, output_fields=["count(*)"], timeout=self.timeout,
+            consistency_level=self._read_level())[0]["count(*)"]) for f in ("", expression))
+        if not matching:
+            return 0
+        needed = math.ceil(FILTER_EF_FACTOR * wanted * total / matching)
+        return min(MAX_FILTER_EF, max(self.params.ef, wanted, needed))
 
     @milvus_call("deleting vectors")
     def delete(self, ids: Sequence[str], collection: str | None = None) -> None:
@@ -413,7 +456,6 @@ class VectorStore:
     @milvus_call("reaching Milvus")
     def ping(self) -> None:
         self.client.list_collections(timeout=min(self.timeout, 3.0))
-
 
 
 def _now() -> str:
