@@ -23,9 +23,15 @@ from app.vectors.records import IndexParams
 from app.vectors.store import VectorStore
 
 CONNECT_ATTEMPTS = 3
-LITE_GRPC_OPTIONS = {
+# pymilvus pings every 10 s even on idle channels; Milvus Lite (gRPC's defaults)
+# answers with GOAWAY "too_many_pings" and drops the connection. No pings without
+# calls and none oftener than gRPC allows, on every server alike; and a subchannel
+# of the client's own, since gRPC otherwise reuses one that another client's
+# channel (same address and options) may have had dropped that way.
+GRPC_OPTIONS = {
     "grpc.keepalive_permit_without_calls": 0,
     "grpc.keepalive_time_ms": 300_000,
+    "grpc.use_local_subchannel_pool": 1,
 }
 SERVER_SCHEMES = ("http://", "https://", "tcp://", "grpc://")
 
@@ -154,15 +160,9 @@ def open_client(uri: str, token: str = "", timeout: float = 10.0) -> tuple[Any, 
     # dedicated: pymilvus otherwise shares one connection among all clients of a
     # process with the same address, so one broken (or closed) connection would
     # fail them all at once, and our gRPC options would not apply.
-    client = MilvusClient(uri, token=token, timeout=timeout, dedicated=True)
+    client = MilvusClient(uri, token=token, timeout=timeout, dedicated=True,
+                          grpc_options=GRPC_OPTIONS)
     version = str(client.get_server_version(timeout=timeout))
-    if version.startswith("milvus_lite"):
-        # pymilvus pings every 10 s even on idle channels; the Lite server (gRPC's
-        # defaults) answers that with GOAWAY "too_many_pings" and drops the
-        # connection. No pings without calls, and none oftener than gRPC allows.
-        client.close()
-        client = MilvusClient(uri, token=token, timeout=timeout, dedicated=True,
-                              grpc_options=LITE_GRPC_OPTIONS)
     return client, version
 
 
