@@ -30,7 +30,7 @@ class Config:
     THREADS = 0  # torch CPU threads; 0 = torch's default
     BATCH_SIZE = 0  # images per model call; 0 = the device's best (8 on CPU, 64 on CUDA)
     # What runs the model on the CPU: torch, openvino, onnxruntime, or auto = the one
-    # measured fastest here for this model (never slower than torch; torch when the
+    # fastest in a timed trial here for this model (never slower than torch; torch when the
     # others are not installed). Exports are cached in ENCODER_EXPORT_DIR
     # ("" = instance/encoder-exports). See docs/performance-backends.md.
     ENCODER_BACKEND = "auto"

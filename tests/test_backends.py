@@ -263,7 +263,7 @@ def test_index_status_reads_a_named_backend_from_its_export_folder(tmp_path: Pat
     (tmp_path / "abc123-openvino-fp32-0123456789ab").mkdir()
     (tmp_path / "abc123-openvino-int8-0123456789ab.partial-7").mkdir()  # an export being built
     assert served_by("openvino", tmp_path, "abc123") == "openvino (fp32 weights)"
-    assert "not measured yet" in served_by("auto", tmp_path, "abc123")
+    assert "not timed yet" in served_by("auto", tmp_path, "abc123")
 
 
 @pytest.mark.skipif(not (installed("onnxruntime") and installed("onnx")),

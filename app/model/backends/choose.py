@@ -148,22 +148,22 @@ def _measure(spec: ModelSpec, loaded: list[Runtime]) -> tuple[str, dict[str, Any
         figures[runtime.backend] = {"precision": runtime.precision, "min_cosine": cosine}
         if cosine >= MIN_COSINE:
             faithful.append(runtime)
-    measured = dict(zip([r.backend for r in faithful], speeds(faithful, probe), strict=True))
-    for backend, speed in measured.items():
+    timed = dict(zip([r.backend for r in faithful], speeds(faithful, probe), strict=True))
+    for backend, speed in timed.items():
         figures.setdefault(backend, {"precision": spec.precision}).update(
             {"batch1_images_per_s": speed.batch1, "batched_images_per_s": speed.batched})
-    return _fastest(measured), figures
+    return _fastest(timed), figures
 
 
-def _fastest(measured: dict[str, Speed]) -> str:
+def _fastest(timed: dict[str, Speed]) -> str:
     """The backend with the best mean speed-up over torch among those faster at both sizes.
 
     Faster means by ``MARGIN`` at least: a tie within the noise of a shared machine
     keeps torch, so that ``auto`` is never slower than torch eager.
     """
-    base = measured["torch"]
+    base = timed["torch"]
     best, best_gain = "torch", 1.0
-    for backend, speed in measured.items():
+    for backend, speed in timed.items():
         ones, many = speed.batch1 / base.batch1, speed.batched / base.batched
         if min(ones, many) >= MARGIN and math.sqrt(ones * many) > best_gain:
             best, best_gain = backend, math.sqrt(ones * many)
@@ -222,8 +222,8 @@ def served_by(setting: str, export_dir: Path, fingerprint: str) -> str:
                 precision = saved["figures"][saved["picked"]]["precision"]
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-            return f"{saved['picked']} {precision} (auto, measured on {saved['cpu']})"
-        return "auto (not measured yet: the first worker measures as it starts)"
+            return f"{saved['picked']} {precision} (auto, timed on {saved['cpu']})"
+        return "auto (not timed yet: the first worker measures as it starts)"
     exports = sorted(export_dir.glob(f"{fingerprint}-{setting}-*"), key=lambda p: p.stat().st_mtime)
     folders = [p for p in exports if p.is_dir() and ".partial-" not in p.name]
     if not folders:

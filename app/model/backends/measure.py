@@ -35,7 +35,7 @@ def min_cosine(features: np.ndarray, reference: np.ndarray) -> float:
 
 def speeds(runtimes: Sequence[Runtime], probe: np.ndarray, *, rounds: int = 3,
            calls: int = 3) -> list[Speed]:
-    """Images/s of each runtime at batch 1 and at ``len(probe)``, measured in turns."""
+    """Images/s of each runtime at batch 1 and at ``len(probe)``, timed in turns."""
     single = probe[:1]
     for runtime in runtimes:  # warm up both shapes (OpenVINO compiles per shape)
         runtime(single)
