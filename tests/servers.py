@@ -454,12 +454,14 @@ class MilvusStandalone:
         raise RuntimeError(f"The Milvus server did not start within {timeout:g} s.")
 
     def _wait_for_grpc(self, timeout: float) -> None:
-        from pymilvus import MilvusClient, MilvusException
+        from pymilvus import MilvusException
+
+        from app.vectors.connect import open_client
 
         deadline = time.monotonic() + timeout
         while True:
             try:
-                client = MilvusClient(self.uri, timeout=5, dedicated=True)
+                client = open_client(self.uri, timeout=5)[0]
                 client.get_server_version(timeout=5)
                 client.close()
                 return

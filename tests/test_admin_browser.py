@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from app.vectors.lite_server import _free_port
+from app.vectors.processes import free_port as _free_port
 from tests.admin_fixtures import jpeg, make_zip
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -102,8 +102,7 @@ def test_workers_creating_the_first_collection_together_agree_on_one(lite_server
     import threading
     import uuid
 
-    from pymilvus import MilvusClient
-
+    from app.vectors.connect import open_client
     from app.vectors.records import ModelStamp
     from app.vectors.store import VectorStore
 
@@ -112,7 +111,7 @@ def test_workers_creating_the_first_collection_together_agree_on_one(lite_server
     outcomes: list[str] = []
 
     def worker() -> None:
-        store = VectorStore(MilvusClient(lite_server, timeout=10, dedicated=True), alias, lite=True)
+        store = VectorStore(open_client(lite_server, timeout=10)[0], alias, lite=True)
         start.wait()
         try:
             outcomes.append(store.ensure(ModelStamp("tiny", "f00d", 8)))
@@ -124,7 +123,7 @@ def test_workers_creating_the_first_collection_together_agree_on_one(lite_server
         thread.start()
     for thread in threads:
         thread.join()
-    collections = MilvusClient(lite_server, dedicated=True).list_collections()
+    collections = open_client(lite_server)[0].list_collections()
     created = [c for c in collections if c.startswith(alias)]
     assert len(set(outcomes)) == 1 and outcomes[0] in created
     assert len(created) == 1

@@ -13,8 +13,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from pymilvus import MilvusClient
 
+from app.vectors.connect import open_client
 from app.vectors.store import VectorStore
 from tests import test_vectors
 from tests.servers import (
@@ -56,14 +56,14 @@ def lite_server(milvus_server: str) -> str:  # noqa: F811
 
 @pytest.fixture
 def store(milvus_server: str, collection_name: str) -> VectorStore:  # noqa: F811
-    client = MilvusClient(milvus_server, timeout=10, dedicated=True)
+    client = open_client(milvus_server, timeout=10)[0]
     store = VectorStore(client, collection_name, lite=False)
     store.ensure(test_vectors.STAMP)
     return store
 
 
 def test_the_server_is_a_milvus_server_not_lite(milvus_server: str) -> None:  # noqa: F811
-    version = MilvusClient(milvus_server, timeout=10, dedicated=True).get_server_version()
+    version = open_client(milvus_server, timeout=10)[0].get_server_version()
     assert not version.startswith("milvus_lite") and version.startswith("v2.")
 
 

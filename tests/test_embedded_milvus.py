@@ -12,10 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from pymilvus import MilvusClient
 
 from app.vectors import standalone
-from app.vectors.connect import LITE_DIR, STANDALONE_DIR, migrated_marker
+from app.vectors.connect import LITE_DIR, STANDALONE_DIR, migrated_marker, open_client
 from tests.servers import Gunicorn, fetch, multipart
 from tests.test_search import add_gallery, upload
 
@@ -56,7 +55,7 @@ def test_two_instances_run_side_by_side_and_listen_on_loopback_only(
     try:
         servers = [standalone.ensure_server(d, executable) for d in dirs]
         for server in servers:
-            client = MilvusClient(server.uri, timeout=10, dedicated=True)
+            client = open_client(server.uri, timeout=10)[0]
             assert client.get_server_version().startswith("v2.")
             client.close()
         new = listening() - before

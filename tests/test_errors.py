@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from app.vectors.lite_server import _free_port
+from app.vectors.processes import free_port as _free_port
 
 
 def upload(client, data: bytes, url: str = "/api/search", **fields):  # type: ignore[no-untyped-def]

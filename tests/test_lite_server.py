@@ -7,8 +7,7 @@ import signal
 import time
 from pathlib import Path
 
-from pymilvus import MilvusClient
-
+from app.vectors.connect import open_client
 from app.vectors.lite_server import ensure_server, running_server, stop_server
 
 
@@ -17,14 +16,14 @@ def test_a_second_caller_gets_the_same_server_and_a_dead_one_is_replaced(tmp_pat
     first = ensure_server(data_dir)
     try:
         assert ensure_server(data_dir) == first
-        MilvusClient(first.uri, timeout=5, dedicated=True).list_collections()
+        open_client(first.uri, timeout=5)[0].list_collections()
         os.kill(first.pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
         while running_server(data_dir) is not None and time.monotonic() < deadline:
             time.sleep(0.1)  # the poll interval of a wait with a deadline
         second = ensure_server(data_dir)
         assert second.pid != first.pid
-        MilvusClient(second.uri, timeout=5, dedicated=True).list_collections()
+        open_client(second.uri, timeout=5)[0].list_collections()
     finally:
         stop_server(data_dir)
     assert running_server(data_dir) is None

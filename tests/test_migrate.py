@@ -12,8 +12,8 @@ import json
 
 import numpy as np
 import pytest
-from pymilvus import MilvusClient
 
+from app.vectors.connect import open_client
 from app.vectors.migrate import PROGRESS_PROPERTY, MigrationResult, migrate
 from app.vectors.records import Entry, ModelStamp
 from app.vectors.store import VectorStore
@@ -47,7 +47,7 @@ def gallery(n: int, *, seed: int = 0, start: int = 0) -> list[Entry]:
 
 @pytest.fixture
 def source(lite_server: str, collection_name: str) -> VectorStore:
-    store = VectorStore(MilvusClient(lite_server, timeout=30, dedicated=True), collection_name,
+    store = VectorStore(open_client(lite_server, timeout=30)[0], collection_name,
                         lite=True, timeout=30)
     collection = store.ensure(STAMP)
     for start in range(0, ROWS, 1000):
@@ -58,7 +58,7 @@ def source(lite_server: str, collection_name: str) -> VectorStore:
 
 @pytest.fixture
 def target(milvus_server: str, collection_name: str) -> VectorStore:  # noqa: F811
-    return VectorStore(MilvusClient(milvus_server, timeout=30, dedicated=True), collection_name,
+    return VectorStore(open_client(milvus_server, timeout=30)[0], collection_name,
                        timeout=30)
 
 
@@ -154,7 +154,7 @@ def test_a_gallery_moves_between_two_standalone_servers(
         pytest.skip("no local Milvus server here (make install; user namespaces)")
     server = standalone.ensure_server(tmp_path / "milvus", executable)
     try:
-        source = VectorStore(MilvusClient(server.uri, timeout=30, dedicated=True),
+        source = VectorStore(open_client(server.uri, timeout=30)[0],
                              collection_name, timeout=30)
         source.ensure(STAMP)
         source.upsert(gallery(1500, seed=5))

@@ -258,12 +258,11 @@ def test_a_selective_filter_finds_the_exact_top_k_once_the_index_is_built(
     lite_server, collection_name
 ) -> None:
     """Lite's HNSW keeps only matching rows among the ef it visits: the store raises ef."""
-    from pymilvus import MilvusClient
-
+    from app.vectors.connect import open_client
     from app.vectors.records import ModelStamp
     from app.vectors.store import VectorStore
 
-    store = VectorStore(MilvusClient(lite_server, timeout=60, dedicated=True), collection_name,
+    store = VectorStore(open_client(lite_server, timeout=60)[0], collection_name,
                         lite=True)
     name = store.ensure(ModelStamp("t", "t", 16))
     rng = np.random.default_rng(3)

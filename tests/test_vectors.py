@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from pymilvus import MilvusClient
 
 from app.exceptions import CollectionMismatch, NotFound, VectorStoreUnavailable
+from app.vectors.connect import open_client
 from app.vectors.records import Entry, ModelStamp
 from app.vectors.store import VectorStore
 
@@ -15,7 +15,7 @@ STAMP = ModelStamp("tiny", "f00d", 8)
 
 @pytest.fixture
 def store(lite_server: str, collection_name: str) -> VectorStore:
-    client = MilvusClient(lite_server, timeout=10, dedicated=True)
+    client = open_client(lite_server, timeout=10)[0]
     store = VectorStore(client, collection_name, lite=True)
     store.ensure(STAMP)
     return store
@@ -100,7 +100,7 @@ def test_an_unreachable_server_is_a_clear_error() -> None:
     from flask import Flask
 
     from app.vectors.connect import connect_milvus
-    from app.vectors.lite_server import _free_port
+    from app.vectors.processes import free_port as _free_port
 
     uri = f"http://127.0.0.1:{_free_port()}"
     app = Flask(__name__)

@@ -15,7 +15,6 @@ collide over the ports it cannot move.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import signal
@@ -26,7 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.exceptions import VectorStoreUnavailable
-from app.vectors.lite_server import _alive, _free_port, _locked, _port_open, _spawn_detached
+from app.vectors.processes import (
+    alive,
+    free_port,
+    locked,
+    recorded,
+    spawn_detached,
+    wait_for_exit,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 300.0  # the first start also unpacks the server binaries (docs/milvus.md)
@@ -75,7 +81,7 @@ def ensure_server(data_dir: Path, executable: Path, *,
     data_dir = data_dir.resolve()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(data_dir):
+        with locked(data_dir):
             return running_server(data_dir) or _start(data_dir, executable, timeout)
     except OSError as exc:
         raise VectorStoreUnavailable(
@@ -86,12 +92,8 @@ def ensure_server(data_dir: Path, executable: Path, *,
 
 def running_server(data_dir: Path) -> StandaloneServer | None:
     """The recorded server if its process is alive and its port answers."""
-    try:
-        state = json.loads(state_file(data_dir.resolve()).read_text())
-        server = StandaloneServer(data_dir.resolve(), int(state["pid"]), int(state["port"]))
-    except (OSError, ValueError, KeyError):
-        return None
-    return server if _alive(server.pid) and _port_open(server.port) else None
+    found = recorded(state_file(data_dir.resolve()))
+    return StandaloneServer(data_dir.resolve(), *found) if found else None
 
 
 def stop_server(data_dir: Path, *, timeout: float = 60.0) -> bool:
@@ -104,34 +106,31 @@ def stop_server(data_dir: Path, *, timeout: float = 60.0) -> bool:
     data_dir = data_dir.resolve()
     if not data_dir.is_dir():
         return False
-    with _locked(data_dir):
+    with locked(data_dir):
         server = running_server(data_dir)
         state_file(data_dir).unlink(missing_ok=True)
         if server is None:
             return False
         os.kill(server.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _alive(server.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(server.pid):
+        if not wait_for_exit(server.pid, timeout):
             os.killpg(server.pid, signal.SIGKILL)  # the sandbox leads its own session
         return True
 
 
 def _start(data_dir: Path, executable: Path, timeout: float) -> StandaloneServer:
     _link_binaries(data_dir, executable)
-    port = _free_port()
+    port = free_port()
     log_path = data_dir.with_name(data_dir.name + ".server.log")
     ready = state_file(data_dir)
     ready.unlink(missing_ok=True)
-    pid = _spawn_detached([
+    pid = spawn_detached([
         sys.executable, str(SANDBOX), "--port", str(port), "--ready", str(ready),
         "--", str(executable), "--data", str(data_dir), "--proxy-port", "19530",
     ], log_path)
     deadline = time.monotonic() + timeout
     while not ready.is_file():
-        if not _alive(pid) or time.monotonic() > deadline:
-            if _alive(pid):
+        if not alive(pid) or time.monotonic() > deadline:
+            if alive(pid):
                 os.killpg(pid, signal.SIGKILL)
             tail = log_path.read_text(errors="replace")[-800:]
             raise VectorStoreUnavailable(
