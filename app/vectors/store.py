@@ -21,8 +21,8 @@ from pymilvus import MilvusClient
 from app.config import Config
 from app.exceptions import NotFound
 from app.vectors.calls import milvus_call
-from app.vectors.collections import Collections
 from app.vectors.filters import Filters
+from app.vectors.lifecycle import Collections
 from app.vectors.records import (
     LABEL_LENGTH,
     OUTPUT_FIELDS,
