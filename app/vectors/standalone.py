@@ -53,6 +53,9 @@ class StandaloneServer:
         return f"http://127.0.0.1:{self.port}"
 
 
+NO_NAMESPACES = 3  # app/vectors/sandbox.py's exit when the kernel refuses namespaces
+
+
 def find_executable(configured: str = "") -> Path | None:
     """``milvus-server``: the configured one, ours (.venv-milvus), CI's, or on PATH."""
     if configured:
@@ -65,9 +68,17 @@ def find_executable(configured: str = "") -> Path | None:
 
 
 def can_isolate() -> bool:
-    """Whether this machine lets us give the server a private network (user namespaces)."""
+    """Whether this machine lets us give the server a private network (user namespaces).
+
+    Only the sandbox's own answer (exit 3: the kernel refused) means no; a probe that
+    fails any other way is a bug of ours, raised rather than hidden behind Lite.
+    """
     probe = subprocess.run([sys.executable, str(SANDBOX), "--port", "0", "--probe"],
-                           capture_output=True, timeout=30)
+                           capture_output=True, text=True, timeout=30)
+    if probe.returncode not in (0, NO_NAMESPACES):
+        raise VectorStoreUnavailable(
+            f"The local Milvus server's sandbox failed its start-up check (exit "
+            f"{probe.returncode}); please report this. Output:\n{probe.stderr[-800:]}")
     return probe.returncode == 0
 
 
