@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from app.vectors.sandbox import relay
 from tests.s3server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -347,7 +348,7 @@ class NetnsRelay:
                 client.close()
                 continue
             upstream.settimeout(None)
-            threading.Thread(target=_relay, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=relay, args=(client, upstream), daemon=True).start()
 
     def close(self) -> None:
         try:
@@ -357,29 +358,6 @@ class NetnsRelay:
         self.listener.close()
         self._thread.join(timeout=5)
         os.close(self._netns)
-
-
-def _relay(client: socket.socket, upstream: socket.socket) -> None:
-    back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
-    back.start()
-    _pump(client, upstream)
-    back.join()
-    client.close()
-    upstream.close()
-
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    """Copy until end of stream, then pass the end on; on an error, end both ways."""
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-        sink.shutdown(socket.SHUT_WR)
-    except OSError:
-        for end in (source, sink):
-            try:
-                end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class MilvusStandalone:

@@ -92,10 +92,11 @@ def relay_forever(listener: socket.socket, port: int) -> None:
             client.close()
             continue
         upstream.settimeout(None)
-        threading.Thread(target=_relay, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=relay, args=(client, upstream), daemon=True).start()
 
 
-def _relay(client: socket.socket, upstream: socket.socket) -> None:
+def relay(client: socket.socket, upstream: socket.socket) -> None:
+    """Copy both ways between two connected sockets until both ends close (tests use it too)."""
     back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
     back.start()
     _pump(client, upstream)
