@@ -63,6 +63,8 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from app import admin
     from app.api.routes import bp as api_bp
+    from app.galleries import admin as galleries_admin
+    from app.galleries import current as galleries
     from app.media.routes import bp as media_bp
     from app.search.routes import bp as search_bp
 
@@ -72,6 +74,8 @@ def register_blueprints(app: Flask) -> None:
     app.extensions["lookalike.csrf"].exempt(api_bp)
     app.register_blueprint(api_bp, url_prefix="/api")
     admin.init_app(app)
+    galleries_admin.init_app(app)
+    galleries.init_app(app)  # last: /g/<gallery> twins of the routes above
 
 
 def register_errorhandlers(app: Flask) -> None:

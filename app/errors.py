@@ -14,7 +14,12 @@ from flask import Flask, Response, current_app, jsonify, render_template, reques
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from app.exceptions import LookalikeError, ServiceUnavailable, VectorStoreUnavailable
+from app.exceptions import (
+    LookalikeError,
+    ServiceUnavailable,
+    UnknownGallery,
+    VectorStoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,9 @@ def handle_domain_error(error: LookalikeError) -> tuple[Response | str, int]:
         current_app.extensions["lookalike.serving"].reset()
     if isinstance(error, ServiceUnavailable):
         log.warning("%s: %s", error.title, error.message)
+    if isinstance(error, UnknownGallery) and wants_json():
+        return jsonify({"error": {"status": error.status, "title": error.title,
+                                  "message": error.message, "galleries": error.known}}), 404
     return respond(error.status, error.title, error.message)
 
 

@@ -63,3 +63,13 @@ class CollectionMismatch(ServiceUnavailable):
 
 class ModelLoadError(ServiceUnavailable):
     title = "Model could not be loaded"
+
+
+class UnknownGallery(NotFound):
+    """A gallery name that is not in the registry; carries the known ones for the reply."""
+
+    title = "Unknown gallery"
+
+    def __init__(self, message: str, *, known: list[str]) -> None:
+        super().__init__(message)
+        self.known = known

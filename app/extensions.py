@@ -5,6 +5,8 @@ gunicorn master (a forked worker must not inherit a gRPC channel or torch thread
 ``Lazy`` rebuilds in a new process and does not cache a failure, so a service that
 was down is retried. ``encoder()`` and ``vectors()`` come from one per-request
 snapshot of ``app.serving.Serving`` (docs/architecture.md, "The Serving snapshot").
+Every gallery has its own Serving (app/galleries/servings.py); the helpers below
+resolve to the current request's or command's gallery (app/galleries/current.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Generic, TypeVar
 
 from flask import Flask, current_app, g
 
+from app.galleries.registry import Gallery, GalleryRegistry, default_name
+from app.galleries.servings import Servings
 from app.gallery.storage import ImageStore, open_store
 from app.model.encoder import Encoder
 from app.model.pool import EncoderPool
@@ -59,8 +63,8 @@ def init_app(app: Flask) -> None:
     app.extensions["lookalike.encoder"] = Lazy(lambda: build_encoder(app))
     # Models by name, kept across Milvus reconnects (reset() of the Serving below).
     app.extensions["lookalike.encoders"] = Lazy(lambda: build_encoder_pool(app))
-    # The Serving (alias follower); reset() reconnects to Milvus.
-    app.extensions["lookalike.serving"] = Lazy(lambda: build_serving(app))
+    # Every gallery's Serving (alias follower) and the registry; reset() reconnects.
+    app.extensions["lookalike.serving"] = Lazy(lambda: build_servings(app))
     app.extensions["lookalike.images"] = Lazy(lambda: build_images(app))
     # Label counts by physical collection: a reindex misses the cache at once.
     app.extensions["lookalike.labels"] = LabelCache(ttl=app.config["LABELS_CACHE_SECONDS"])
@@ -76,15 +80,36 @@ def vectors() -> VectorStore:
     return snapshot().vectors
 
 
-def serving() -> Serving:
+def servings() -> Servings:
     return current_app.extensions["lookalike.serving"].get()
 
 
+def galleries() -> GalleryRegistry:
+    return servings().registry
+
+
+def gallery() -> Gallery:
+    """The current gallery: the request's or command's, else the default one."""
+    from app.galleries.current import current_name
+
+    registry = galleries()
+    return registry.get(current_name() or registry.default.name)
+
+
+def serving() -> Serving:
+    """The current gallery's Serving."""
+    return servings().get(gallery())
+
+
 def snapshot() -> Snapshot:
-    """One collection + encoder pair per request (or CLI command), taken on first use."""
-    if "lookalike_snapshot" not in g:
-        g.lookalike_snapshot = serving().snapshot()
-    return g.lookalike_snapshot
+    """One collection + encoder pair per request (or CLI command) and gallery, taken on
+    first use."""
+    if "lookalike_snapshots" not in g:
+        g.lookalike_snapshots = {}
+    name = gallery().name
+    if name not in g.lookalike_snapshots:
+        g.lookalike_snapshots[name] = serving().snapshot()
+    return g.lookalike_snapshots[name]
 
 
 def images() -> ImageStore:
@@ -122,10 +147,18 @@ def build_encoder_pool(app: Flask) -> EncoderPool:
                        if name == configured else build_encoder(app, name))
 
 
-def build_serving(app: Flask) -> Serving:
-    return Serving(connect_milvus(app), encoders=app.extensions["lookalike.encoders"].get(),
-                   configured=str(app.config["MODEL"]),
-                   interval=float(app.config["ALIAS_CHECK_SECONDS"]))
+def build_servings(app: Flask) -> Servings:
+    base = connect_milvus(app)
+    interval = float(app.config["ALIAS_CHECK_SECONDS"])
+    name = default_name(base.alias)
+    # The gallery of LOOKALIKE_COLLECTION, registered or not: a deployment made before
+    # galleries existed is served as it was.
+    default = Gallery(name=name, title=name.replace("-", " ").capitalize(),
+                      model=str(app.config["MODEL"]), alias=base.alias, default=True)
+    registry = GalleryRegistry(base.client, default=default, timeout=base.timeout,
+                               ttl=interval)
+    return Servings(base, registry, encoders=app.extensions["lookalike.encoders"].get(),
+                    interval=interval)
 
 
 def build_images(app: Flask) -> ImageStore:

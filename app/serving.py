@@ -89,7 +89,7 @@ class Serving:
         encoder = self._encoder_for(target, stamp)
         if current is not None:
             log.info("search now uses %s (model %s)", target, encoder.name)
-        self.encoders.keep({encoder.name})
+        self.encoders.keep({encoder.name}, owner=self.store.alias)
         return self._pin(target, stamp, encoder)
 
     def _encoder_for(self, collection: str, stamp: ModelStamp | None) -> Encoder:

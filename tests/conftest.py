@@ -103,9 +103,9 @@ def make_app(tmp_path: Path, tiny_model_dir: Path, lite_server: str, collection_
 
     yield make
     for app in made:  # close gRPC channels: hundreds of idle ones strain the shared server
-        serving = app.extensions["lookalike.serving"].peek()
-        if serving is not None:
-            serving.store.client.close()
+        servings = app.extensions["lookalike.serving"].peek()
+        if servings is not None:
+            servings.close()
 
 
 @pytest.fixture

@@ -36,7 +36,10 @@ from app.admin.service import (
 )
 from app.errors import wants_json
 from app.exceptions import BadRequest, NotFound
-from app.extensions import images, serving
+from app.extensions import gallery as current_gallery
+from app.extensions import images, serving, servings
+from app.galleries.current import job_files
+from app.galleries.service import held_elsewhere
 from app.gallery.keys import is_valid_id
 from app.jobs import launch
 from app.jobs.state import JobFiles, JobRunning
@@ -124,7 +127,7 @@ def _milvus_warning() -> str:
 def index() -> str:
     files = _files()
     launch.reap()
-    stats = overview(serving, images(), configured_model=str(current_app.config["MODEL"]),
+    stats = overview(serving, images(), configured_model=current_gallery().model,
                      files=files, milvus_warning=_milvus_warning())
     if not stats.milvus.ok:  # reconnect next time (a restarted Lite server has a new port)
         current_app.extensions["lookalike.serving"].reset()
@@ -240,9 +243,14 @@ def confirm_delete(id_: str) -> str:
 
 @bp.post("/gallery/<id_>/delete")
 def delete(id_: str) -> ResponseReturnValue:
-    entry = delete_image(_entry(id_).id, serving=serving(), images=images(), files=_files())
+    # Files are shared by content: kept while another gallery holds the same image.
+    others = held_elsewhere(id_, current_gallery(), servings())
+    entry = delete_image(_entry(id_).id, serving=serving(), images=images(), files=_files(),
+                         keep_files=bool(others))
     audit.record("gallery.delete", id=entry.id, key=entry.key, label=entry.label)
-    flash(f"Deleted {entry.label or entry.key}: removed from the index and the image store.")
+    flash(f"Deleted {entry.label or entry.key}: removed from the index"
+          + (f" (its file stays: {', '.join(others)} holds it too)." if others
+             else " and the image store."))
     return redirect(url_for(".gallery"), 303)
 
 
@@ -250,7 +258,7 @@ def delete(id_: str) -> ResponseReturnValue:
 
 
 def _files() -> JobFiles:
-    return JobFiles(current_app.instance_path)
+    return job_files()  # the current gallery's
 
 
 def _entry(id_: str) -> Entry:

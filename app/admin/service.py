@@ -175,19 +175,21 @@ def relabel(id_: str, label: str, *, serving: Serving, files: JobFiles) -> Entry
     return updated
 
 
-def delete_image(id_: str, *, serving: Serving, images: ImageStore, files: JobFiles) -> Entry:
+def delete_image(id_: str, *, serving: Serving, images: ImageStore, files: JobFiles,
+                 keep_files: bool = False) -> Entry:
     """Remove an image's original and thumbnail from the store, then its row.
 
     In that order, a failure part-way (the store or Milvus down) leaves the row, so
     the delete can simply be retried, and ``gallery check --repair`` reads a row
     without its original as an unfinished delete and completes it. (The other order
     would leave files that look like an unfinished add, and repair would bring the
-    image back.)
+    image back.) ``keep_files``: another gallery holds the same image, so only the row goes.
     """
     with gallery_writes(files):
         store = serving.store
         entry = store.get(id_)
-        images.delete(original_name(entry.key))
-        images.delete(thumb_name(entry.key))
+        if not keep_files:
+            images.delete(original_name(entry.key))
+            images.delete(thumb_name(entry.key))
         store.delete([entry.id])
     return entry

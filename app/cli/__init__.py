@@ -12,6 +12,7 @@ from app.exceptions import LookalikeError
 
 
 def init_app(app: Flask) -> None:
+    from app.cli import galleries  # noqa: F401  (adds list/create/delete to gallery_cli)
     from app.cli.admin import admin_cli
     from app.cli.gallery import gallery_cli
     from app.cli.index import index_cli

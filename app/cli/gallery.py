@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from app.cli import fail
 from app.exceptions import LookalikeError
+from app.galleries.current import gallery_option, job_files
 
 gallery_cli = AppGroup("gallery", help="Add images to the gallery.")
 
@@ -25,6 +26,7 @@ gallery_cli = AppGroup("gallery", help="Add images to the gallery.")
               help="Use each image's folder name as its label.")
 @click.option("--batch-size", type=int, default=None, help="Images per model batch.")
 @click.option("--wait/--no-wait", default=True, help="Wait for the index to cover the new rows.")
+@gallery_option
 def gallery_add(paths: tuple[Path, ...], labels: Path | None, label_from_folder: bool,
                 batch_size: int | None, wait: bool) -> None:
     """Add image files, folders (recursive) and .zip archives to the gallery.
@@ -34,14 +36,14 @@ def gallery_add(paths: tuple[Path, ...], labels: Path | None, label_from_folder:
     from app.extensions import encoder, images, vectors
     from app.gallery.ingest import ADDED, DUPLICATE, Ingestor
     from app.gallery.sources import Labels, collect
-    from app.jobs.state import JobFiles, gallery_writes
+    from app.jobs.state import gallery_writes
 
     try:
         label_map = Labels.from_csv(labels) if labels else None
         sources = list(collect(paths, labels=label_map, label_from_folder=label_from_folder))
         click.echo("Loading the model of the serving collection ...")
         # Shared with other gallery writers; a reindex waits for it before it switches.
-        with gallery_writes(JobFiles(current_app.instance_path), timeout=600):
+        with gallery_writes(job_files(), timeout=600):
             click.echo(f"Model {encoder().name}, collection {vectors().alias}")
             ingestor = Ingestor(
                 encoder(), vectors(), images(),
@@ -69,6 +71,7 @@ def gallery_add(paths: tuple[Path, ...], labels: Path | None, label_from_folder:
 
 @gallery_cli.command("check")
 @click.option("--repair", is_flag=True, help="Fix what is found (see below).")
+@gallery_option
 def gallery_check(repair: bool) -> None:
     """Find images stored without a vector, vectors without an image, stray thumbnails.
 
@@ -76,14 +79,17 @@ def gallery_check(repair: bool) -> None:
     rows whose original is gone (an interrupted delete), delete thumbnails of
     nothing and make missing thumbnails again. Exits 1 when problems remain.
     """
-    from app.extensions import encoder, images, vectors
+    from app.extensions import encoder, gallery, images, servings, vectors
+    from app.galleries.service import ids_elsewhere
     from app.gallery import check
     from app.gallery.ingest import Ingestor
-    from app.jobs.state import JobFiles, gallery_writes
+    from app.jobs.state import gallery_writes
 
     try:
-        with gallery_writes(JobFiles(current_app.instance_path), timeout=600):
-            report = check.check(vectors(), images())
+        with gallery_writes(job_files(), timeout=600):
+            # Originals held by another gallery are not unfinished adds to this one.
+            elsewhere = ids_elsewhere(gallery(), servings())
+            report = check.check(vectors(), images(), held_elsewhere=elsewhere)
             _print_check(report)
             if repair and not report.consistent:
                 ingestor = Ingestor(encoder(), vectors(), images(),
@@ -95,7 +101,7 @@ def gallery_check(repair: bool) -> None:
                            f"{done.thumbs_deleted} thumbnails, made {done.thumbs_made} thumbnails.")
                 for outcome in done.indexed.rejected:
                     click.echo(f"  could not index {outcome.name}: {outcome.reason}")
-                report = check.check(vectors(), images())
+                report = check.check(vectors(), images(), held_elsewhere=elsewhere)
                 _print_check(report)
     except LookalikeError as error:
         fail(error)

@@ -11,17 +11,20 @@ from tqdm import tqdm
 
 from app.cli import fail
 from app.exceptions import LookalikeError
+from app.galleries.current import gallery_option
 
 index_cli = AppGroup("index", help="Inspect the vector index.")
 
 
 @index_cli.command("status")
+@gallery_option
 def index_status() -> None:
     """Collection, model, dimension, row count and index state."""
+    from app.extensions import gallery
     from app.vectors.connect import connect_milvus
 
     try:
-        info = connect_milvus(current_app).info()
+        info = connect_milvus(current_app, alias=gallery().alias).info()
     except LookalikeError as error:
         fail(error)
         return
@@ -61,6 +64,7 @@ def _warn_local() -> None:
 @click.option("--lock-fd", type=int, default=None, hidden=True)  # from the web app's start
 @click.option("--job-id", default="", hidden=True)
 @click.option("--user", default="", hidden=True)
+@gallery_option
 def index_rebuild(batch_size: int | None, lock_fd: int | None, job_id: str, user: str) -> None:
     """Re-encode every gallery image with LOOKALIKE_MODEL into a new collection, build its
     index, then switch the serving alias to it in one step.
@@ -76,6 +80,7 @@ def index_rebuild(batch_size: int | None, lock_fd: int | None, job_id: str, user
 @click.option("--lock-fd", type=int, default=None, hidden=True)
 @click.option("--job-id", default="", hidden=True)
 @click.option("--user", default="", hidden=True)
+@gallery_option
 def index_rollback(lock_fd: int | None, job_id: str, user: str) -> None:
     """Switch the serving alias back to the previous collection (and its model).
 

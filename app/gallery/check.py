@@ -10,7 +10,7 @@ thumbnail is made again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from dataclasses import dataclass, field
 
 from app.exceptions import InvalidImage, NotFound
@@ -46,8 +46,13 @@ class RepairReport:
     thumbs_made: int
 
 
-def check(vectors: VectorStore, images: ImageStore) -> CheckReport:
-    """Compare every row with every stored object (ids only: flat in memory)."""
+def check(vectors: VectorStore, images: ImageStore, *,
+          held_elsewhere: Set[str] = frozenset()) -> CheckReport:
+    """Compare every row with every stored object (ids only: flat in memory).
+
+    Originals are shared between galleries: one whose id another gallery holds
+    (``held_elsewhere``) is not an unfinished add to this one.
+    """
     rows = {entry.id: entry.key for entry in vectors.iterate()}
     originals = {name[len(ORIGINALS):] for name in images.names(ORIGINALS)}
     thumbs = set(images.names(THUMBS))
@@ -57,7 +62,8 @@ def check(vectors: VectorStore, images: ImageStore) -> CheckReport:
         rows=len(rows),
         originals=len(originals),
         thumbs=len(thumbs),
-        unindexed=sorted(key for digest, key in by_hash.items() if digest not in rows),
+        unindexed=sorted(key for digest, key in by_hash.items()
+                         if digest not in rows and digest not in held_elsewhere),
         missing_originals=sorted(i for i, key in rows.items() if key not in originals),
         orphan_thumbs=sorted(thumbs - expected_thumbs.keys()),
         missing_thumbs=sorted(key for name, key in expected_thumbs.items() if name not in thumbs),

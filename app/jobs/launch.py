@@ -23,36 +23,41 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 
 from flask import Flask
 
+from app import extensions
 from app.exceptions import LookalikeError
+from app.galleries.current import all_job_files, job_files
 from app.jobs.reindex import Progress, Reindexer
-from app.jobs.state import JobFiles, JobRunning, JobState, acquire, release
+from app.jobs.state import JobFiles, JobRunning, JobState, acquire, is_locked, release
 
 log = logging.getLogger(__name__)
 
 COMMANDS = {"reindex": "rebuild", "rollback": "rollback"}
+START_LOCK = "reindex-start.lock"  # held for a moment while a job of any gallery starts
 # Handles of jobs this process started, polled so that finished ones are reaped.
 _CHILDREN: list[subprocess.Popen[bytes]] = []
 
 
 def start(app: Flask, kind: str, *, user: str) -> JobState:
-    """Start a job process; raises JobRunning if one is running already."""
-    files = JobFiles(app.instance_path)
+    """Start a job process for the current gallery; raises JobRunning if one is running
+    already (for any gallery: one at a time per machine, see ``take_job_lock``)."""
+    gallery = extensions.gallery()
+    files = job_files(app)
     reap()
-    fd = acquire(files.lock)
-    if fd is None:
-        raise JobRunning(running_message(files.read()))
+    fd = take_job_lock(app, files)
     state = JobState(id=new_id(), kind=kind, phase="queued", user=user,
-                     model=str(app.config["MODEL"]), started=time.time(),
+                     model=gallery.model, started=time.time(),
                      message="starting the job process")
     try:
         files.clear_cancel()
         files.write(state)
         with open(files.log, "ab") as output:
             child = subprocess.Popen(
-                job_command(kind, fd, state.id, user), cwd=_root(), env=child_env(app),
+                job_command(kind, fd, state.id, user, gallery.name), cwd=_root(),
+                env=child_env(app),
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, pass_fds=(fd,),
                 start_new_session=True,  # survives the request, the worker and its ^C
             )
@@ -70,10 +75,34 @@ def start(app: Flask, kind: str, *, user: str) -> JobState:
         release(fd)  # the child holds the lock from here on
 
 
-def job_command(kind: str, lock_fd: int, job_id: str, user: str) -> list[str]:
+def job_command(kind: str, lock_fd: int, job_id: str, user: str, gallery: str) -> list[str]:
     """The job process's command line: ``flask index rebuild|rollback`` with the lock."""
     return [sys.executable, "-m", "flask", "--app", "app:create_app()", "index",
-            COMMANDS[kind], "--lock-fd", str(lock_fd), "--job-id", job_id, "--user", user]
+            COMMANDS[kind], "--lock-fd", str(lock_fd), "--job-id", job_id, "--user", user,
+            "--gallery", gallery]
+
+
+def take_job_lock(app: Flask, files: JobFiles) -> int:
+    """The job lock of ``files``' gallery, if no gallery's job runs on this machine.
+
+    One job at a time: a reindex takes every core it is given, so two at once would
+    each take twice as long and slow searches down twice as much. A short-held start
+    lock makes "check the others, take ours" one step for concurrent starts.
+    """
+    start_fd = acquire(Path(app.instance_path) / START_LOCK, attempts=100)
+    if start_fd is None:
+        raise JobRunning("Another reindex is being started right now. Try again in a moment.")
+    try:
+        for name, other in all_job_files(app).items():
+            if other.root != files.root and is_locked(other.lock):
+                raise JobRunning(f"Gallery {name!r}: " + running_message(other.read())
+                                 + " Only one reindex runs at a time on this machine.")
+        fd = acquire(files.lock)
+        if fd is None:
+            raise JobRunning(running_message(files.read()))
+        return fd
+    finally:
+        release(start_fd)
 
 
 def run_here(
@@ -87,7 +116,7 @@ def run_here(
     on_change: Callable[[JobState], None] | None = None,
 ) -> JobState:
     """Run a job in this process (the CLI, or the child ``start`` made). Needs an app context."""
-    files = JobFiles(app.instance_path)
+    files = job_files(app)
     fd, state = _take_lock(app, files, kind, user=user, lock_fd=lock_fd, job_id=job_id)
     try:
         _be_nice(int(app.config.get("REINDEX_NICE") or 0))
@@ -109,7 +138,8 @@ def _execute(app: Flask, progress: Progress, batch_size: int | None) -> JobState
 
     try:
         reindexer = Reindexer(
-            connect_milvus(app), images(), load=lambda name: build_encoder(app, name),
+            connect_milvus(app, alias=extensions.gallery().alias), images(),
+            load=lambda name: build_encoder(app, name),
             progress=progress, batch_size=batch_size or int(app.config["BATCH_SIZE"]),
             max_pixels=int(app.config["MAX_IMAGE_PIXELS"]),
         )
@@ -133,20 +163,17 @@ def _record(files: JobFiles, final: JobState, kind: str, user: str) -> None:
 def _take_lock(
     app: Flask, files: JobFiles, kind: str, *, user: str, lock_fd: int | None, job_id: str
 ) -> tuple[int, JobState]:
+    model = extensions.gallery().model
     if lock_fd is None:
-        fd = acquire(files.lock)
-        if fd is None:
-            raise JobRunning(running_message(files.read()))
+        fd = take_job_lock(app, files)
         files.clear_cancel()
-        state = JobState(id=new_id(), kind=kind, user=user, model=str(app.config["MODEL"]),
-                         started=time.time())
+        state = JobState(id=new_id(), kind=kind, user=user, model=model, started=time.time())
         return fd, state
     # Handed over by ``start``: the same open file, so this succeeds only if we hold it.
     fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     state = files.read()
     if state.id != job_id:
-        state = JobState(id=job_id, kind=kind, user=user, model=str(app.config["MODEL"]),
-                         started=time.time())
+        state = JobState(id=job_id, kind=kind, user=user, model=model, started=time.time())
     return lock_fd, state
 
 

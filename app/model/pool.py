@@ -14,6 +14,7 @@ class EncoderPool:
     def __init__(self, load: Callable[[str], Encoder]) -> None:
         self._load = load
         self._loaded: dict[str, Encoder] = {}
+        self._wanted: dict[str, set[str]] = {}  # by owner (one per gallery's Serving)
         self._lock = threading.Lock()
 
     def get(self, name: str) -> Encoder:
@@ -22,8 +23,14 @@ class EncoderPool:
                 self._loaded[name] = self._load(name)
             return self._loaded[name]
 
-    def keep(self, names: set[str]) -> None:
-        """Forget the others (requests still using one hold their own reference)."""
+    def keep(self, names: set[str], *, owner: str = "") -> None:
+        """Forget the models no owner wants (requests using one hold their own reference).
+
+        Each gallery's Serving is an owner: one gallery moving to a new model must not
+        unload the model another gallery still searches with.
+        """
         with self._lock:
-            for name in set(self._loaded) - names:
+            self._wanted[owner] = set(names)
+            wanted = set().union(*self._wanted.values())
+            for name in set(self._loaded) - wanted:
                 del self._loaded[name]

@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, render_template, request, url_for
 
 from app.exceptions import BadRequest, ServiceUnavailable
 from app.extensions import encoder, gallery_labels, images, vectors
+from app.galleries.pages import choose_gallery
 from app.gallery import imaging
 from app.search.forms import SearchForm
 from app.search.query import SearchQuery, active_filters, parse_query
@@ -26,6 +27,8 @@ PHOTO_TOKEN = re.compile(r"[0-9a-f]{32}")
 
 @bp.get("/")
 def index() -> str:
+    if (chosen := choose_gallery()) is not None:  # several galleries and none in the URL
+        return chosen
     size, problem = _gallery_size()
     return render_template("search/index.html", form=SearchForm(), gallery_size=size,
                            problem=problem, labels=_labels() if size else {}, query=None)

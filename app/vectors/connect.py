@@ -116,9 +116,10 @@ def local_uri(local: LocalMilvus) -> str:
     return standalone.ensure_server(local.data_dir, local.executable).uri
 
 
-def connect_milvus(app: Flask) -> VectorStore:
-    """A VectorStore on a fresh client; not yet checked against the encoder."""
-    return connect_uri(app, milvus_uri(app), alias=str(app.config["COLLECTION"]),
+def connect_milvus(app: Flask, *, alias: str | None = None) -> VectorStore:
+    """A VectorStore on a fresh client (for ``alias``, default the default gallery's);
+    not yet checked against the encoder."""
+    return connect_uri(app, milvus_uri(app), alias=alias or str(app.config["COLLECTION"]),
                        token=str(app.config["MILVUS_TOKEN"] or ""))
 
 

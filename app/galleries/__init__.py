@@ -1,0 +1,1 @@
+"""Several galleries in one deployment: the registry, the current gallery, its services."""
