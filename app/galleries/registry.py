@@ -2,9 +2,11 @@
 
 Web workers, the CLI and the reindex job are separate processes, possibly on
 several hosts; they all reach Milvus, so the list lives there
-(``lookalike_galleries``: one row per gallery) rather than in a local file. The
-default gallery (named after ``LOOKALIKE_COLLECTION``) exists without a row, so
-a deployment made before galleries keeps working with no migration step.
+(``<default alias>_galleries``: one row per gallery) rather than in a local
+file. The default gallery (named after ``LOOKALIKE_COLLECTION``) exists without
+a row, so a deployment made before galleries keeps working with no migration
+step. Every name derives from the default alias, so two deployments (or two
+test runs) sharing one Milvus server never see each other's galleries.
 """
 
 from __future__ import annotations
@@ -17,14 +19,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pymilvus import DataType, MilvusClient
+from pymilvus import DataType, MilvusClient, MilvusException
 
 from app.exceptions import BadRequest, UnknownGallery
 from app.vectors.calls import milvus_call
 
-REGISTRY = "lookalike_galleries"
+REGISTRY_SUFFIX = "_galleries"  # the registry: <default alias>_galleries
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
-ALIAS_PREFIX = "lg_"  # other galleries' aliases; never the registry's name
 TITLE_LENGTH = 200
 MODEL_LENGTH = 1024
 QUERY_LIMIT = 16384  # galleries per deployment, far beyond any real one
@@ -52,29 +53,26 @@ def check_name(name: str) -> str:
     return name
 
 
-def alias_for(name: str) -> str:
-    """The Milvus alias of a (non-default) gallery: ``lg_`` + the name, ``-`` as ``_h``.
+def alias_for(name: str, default_alias: str) -> str:
+    """The Milvus alias of a non-default gallery: ``<default alias>__<name>``, ``-`` as ``_h``.
 
-    Injective, and the character after ``<alias>_`` is never a digit for another
-    gallery, so one gallery's generations (``<alias>_<timestamp>``) never match
-    another's prefix.
+    Collections are named ``<alias>_<timestamp>``, and a gallery's generations are
+    found by that prefix followed by a digit. Here the character after ``<alias>_``
+    is never a digit for another gallery's alias (``_`` after the default's, ``h``
+    after another's), nor for the registry (``g``), so no gallery can take another's
+    collections for its own; and the mapping is one to one.
     """
-    return ALIAS_PREFIX + check_name(name).replace("-", "_h")
+    return f"{default_alias}__" + check_name(name).replace("-", "_h")
+
+
+def registry_name(default_alias: str) -> str:
+    return default_alias + REGISTRY_SUFFIX
 
 
 def default_name(collection: str) -> str:
     """The default gallery's name, from ``LOOKALIKE_COLLECTION`` (``_`` read as ``-``)."""
     name = collection.lower().replace("_", "-")[:40]
     return name if NAME.fullmatch(name) else "default"
-
-
-def overlaps(a: str, b: str) -> bool:
-    """Whether one alias's generations could be mistaken for the other's."""
-
-    def under(x: str, y: str) -> bool:
-        return x.startswith(y + "_") and x[len(y) + 1 :][:1].isdigit()
-
-    return a == b or under(a, b) or under(b, a)
 
 
 class GalleryRegistry:
@@ -88,7 +86,7 @@ class GalleryRegistry:
         self.timeout = timeout
         self.ttl = ttl
         # For milvus_call: a registry Milvus Lite forgot to load is loaded again.
-        self.alias = REGISTRY
+        self.name = self.alias = registry_name(self.default.alias)
         self.maintenance_timeout = max(timeout, 60.0)
         self._cached: list[Gallery] | None = None
         self._read_at = 0.0
@@ -124,9 +122,9 @@ class GalleryRegistry:
     @milvus_call("reading the galleries")
     def _read(self) -> list[Gallery]:
         rows = []
-        if self.client.has_collection(REGISTRY, timeout=self.timeout):
+        if self.client.has_collection(self.name, timeout=self.timeout):
             rows = self.client.query(
-                REGISTRY,
+                self.name,
                 filter='name != ""',
                 limit=QUERY_LIMIT,
                 output_fields=["name", "title", "model", "created"],
@@ -146,7 +144,7 @@ class GalleryRegistry:
                 name=row["name"],
                 title=row["title"],
                 model=row["model"],
-                alias=alias_for(row["name"]),
+                alias=alias_for(row["name"], default.alias),
                 created=row["created"],
             )
             for name, row in sorted(stored.items())
@@ -161,12 +159,7 @@ class GalleryRegistry:
         check_name(name)
         if name in self._fresh_names():
             raise BadRequest(f"A gallery {name!r} exists already.")
-        alias = alias_for(name)
-        if overlaps(alias, self.default.alias) or overlaps(alias, REGISTRY):
-            raise BadRequest(
-                f"The name {name!r} would clash with the default gallery's "
-                "collections; choose another."
-            )
+        alias = alias_for(name, self.default.alias)
         if not model.strip():
             raise BadRequest("Say which model the gallery uses.")
         gallery = Gallery(
@@ -188,7 +181,7 @@ class GalleryRegistry:
             raise BadRequest(
                 f"{name!r} is the default gallery (LOOKALIKE_COLLECTION): it cannot be deleted."
             )
-        self.client.delete(REGISTRY, ids=[name], timeout=self.timeout)
+        self.client.delete(self.name, ids=[name], timeout=self.timeout)
         self.invalidate()
 
     def _fresh_names(self) -> list[str]:
@@ -203,7 +196,7 @@ class GalleryRegistry:
     def _write(self, gallery: Gallery) -> None:
         self._ensure()
         self.client.upsert(
-            REGISTRY,
+            self.name,
             [
                 {
                     "name": gallery.name,
@@ -219,7 +212,7 @@ class GalleryRegistry:
         self.invalidate()
 
     def _ensure(self) -> None:
-        if self.client.has_collection(REGISTRY, timeout=self.timeout):
+        if self.client.has_collection(self.name, timeout=self.timeout):
             return
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("name", DataType.VARCHAR, is_primary=True, max_length=40)
@@ -230,14 +223,19 @@ class GalleryRegistry:
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=2)  # Milvus requires one
         index = self.client.prepare_index_params()
         index.add_index(field_name="vector", index_type="FLAT", metric_type="L2")
-        self.client.create_collection(
-            REGISTRY,
-            schema=schema,
-            index_params=index,
-            consistency_level="Strong",
-            timeout=60.0,
-            description=json.dumps({"lookalike": "galleries"}),
-        )
+        try:
+            self.client.create_collection(
+                self.name,
+                schema=schema,
+                index_params=index,
+                consistency_level="Strong",
+                timeout=60.0,
+                description=json.dumps({"lookalike": "galleries"}),
+            )
+        except MilvusException:
+            # Another process made it first: use theirs.
+            if not self.client.has_collection(self.name, timeout=self.timeout):
+                raise
 
 
 def _title(title: str, name: str) -> str:
