@@ -116,14 +116,18 @@ def test_an_instance_made_before_galleries_is_served_with_no_migration(
         store = connect_milvus(old)
         store.ensure(stamp_of(encoder))
         report = Ingestor(encoder, store, images(), batch_size=4).run(
-            list(collect([gallery_dir], label_from_folder=True)))
+            list(collect([gallery_dir], label_from_folder=True))
+        )
         assert report.added == 6 and not store.client.has_collection(f"{collection_name}_galleries")
     JobFiles(old.instance_path).record_success(JobState(id="old-job", phase="done", total=6))
 
     app = make_app()  # the new version, same settings and instance folder
     client = app.test_client()
-    body = client.post("/api/search", data={"image": (io.BytesIO(photos["rocket"]), "q.jpg")},
-                       content_type="multipart/form-data").get_json()
+    body = client.post(
+        "/api/search",
+        data={"image": (io.BytesIO(photos["rocket"]), "q.jpg")},
+        content_type="multipart/form-data",
+    ).get_json()
     assert body["results"][0]["metadata"]["source"] == "rocket.jpg"
     assert client.get(f"/g/{collection_name}/").status_code == 200
     page = client.get("/")

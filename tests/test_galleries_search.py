@@ -13,7 +13,6 @@ import pytest
 
 from app.jobs.state import JobRunning, JobState, acquire, release
 from tests.admin_fixtures import log_in
-from tests.helpers import wait_until
 
 pytest_plugins = ["tests.admin_fixtures"]
 
@@ -38,11 +37,16 @@ def cli(app, *args: str, ok: bool = True, **kwargs):  # type: ignore[no-untyped-
 @pytest.fixture
 def two(admin_app, mobilenet_dir: Path, photos, tmp_path: Path):  # type: ignore[no-untyped-def]
     """The default gallery (tiny test model) and "shoes" (MobileNetV2), filled by the CLI."""
-    cli(admin_app, "gallery", "create", "shoes", "--title", "Shoes", "--model",
-        str(mobilenet_dir))
+    cli(admin_app, "gallery", "create", "shoes", "--title", "Shoes", "--model", str(mobilenet_dir))
     cli(admin_app, "gallery", "add", str(folder(tmp_path / "d", photos, DEFAULT_PHOTOS)))
-    cli(admin_app, "gallery", "add", "--gallery", "shoes",
-        str(folder(tmp_path / "s", photos, SHOES_PHOTOS)))
+    cli(
+        admin_app,
+        "gallery",
+        "add",
+        "--gallery",
+        "shoes",
+        str(folder(tmp_path / "s", photos, SHOES_PHOTOS)),
+    )
     return admin_app
 
 
@@ -61,20 +65,20 @@ def keys_of(app, gallery: str) -> dict[str, str]:  # type: ignore[no-untyped-def
 
 
 def search(client, data: bytes, gallery: str, k: int = 10):  # type: ignore[no-untyped-def]
-    return client.post(f"/api/search?gallery={gallery}",
-                       data={"image": (io.BytesIO(data), "q.jpg"), "k": str(k)},
-                       content_type="multipart/form-data")
+    return client.post(
+        f"/api/search?gallery={gallery}",
+        data={"image": (io.BytesIO(data), "q.jpg"), "k": str(k)},
+        content_type="multipart/form-data",
+    )
 
 
 def test_alternating_searches_stay_in_their_gallery_and_use_its_model(
     two, photos, mobilenet_dir: Path
 ) -> None:
     client = two.test_client()
-    galleries = {default_name(two): keys_of(two, default_name(two)),
-                 "shoes": keys_of(two, "shoes")}
+    galleries = {default_name(two): keys_of(two, default_name(two)), "shoes": keys_of(two, "shoes")}
     assert set(galleries["shoes"]) == set(SHOES_PHOTOS)
-    health = {name: client.get(f"/api/health?gallery={name}").get_json()
-              for name in galleries}
+    health = {name: client.get(f"/api/health?gallery={name}").get_json() for name in galleries}
     assert health["shoes"]["model"]["id"] == str(mobilenet_dir)
     assert health["shoes"]["model"]["dim"] == 1280
     assert health[default_name(two)]["model"]["dim"] == 64
@@ -99,22 +103,27 @@ def test_the_pages_of_a_gallery_keep_its_links(two, photos) -> None:
     assert 'id="gallery-chooser"' in home and 'href="/g/shoes/"' in home
     page = client.get("/g/shoes/").get_data(as_text=True)
     assert "Search 3 gallery images" in page and 'action="/g/shoes/search"' in page
-    results = client.post("/g/shoes/search", data={
-        "image": (io.BytesIO(photos["hubble_deep_field"]), "q.jpg"), "k": "3"},
-        content_type="multipart/form-data").get_data(as_text=True)
+    results = client.post(
+        "/g/shoes/search",
+        data={"image": (io.BytesIO(photos["hubble_deep_field"]), "q.jpg"), "k": "3"},
+        content_type="multipart/form-data",
+    ).get_data(as_text=True)
     more = re.findall(r'href="(/[^"]*search\?key=[^"]+)"', results)
     assert more and all(link.startswith("/g/shoes/search?key=") for link in more)
     by_key = client.get(more[0].replace("&amp;", "&"))
     assert by_key.status_code == 200 and "More like this" in by_key.get_data(as_text=True)
-    assert client.get("/search?key=" + keys_of(two, "shoes")["hubble_deep_field"]).status_code \
-        == 404  # not in the default gallery
+    assert (
+        client.get("/search?key=" + keys_of(two, "shoes")["hubble_deep_field"]).status_code == 404
+    )  # not in the default gallery
 
 
 def test_unknown_galleries_are_a_404_that_names_the_known_ones(two, photos) -> None:
     client = two.test_client()
-    for response in (search(client, photos["coffee"], "nope"),
-                     client.get("/api/labels?gallery=nope"),
-                     client.get("/api/search?gallery=nope&key=x")):
+    for response in (
+        search(client, photos["coffee"], "nope"),
+        client.get("/api/labels?gallery=nope"),
+        client.get("/api/search?gallery=nope&key=x"),
+    ):
         assert response.status_code == 404
         error = response.get_json()["error"]
         assert error["galleries"] == [default_name(two), "shoes"]
@@ -125,8 +134,15 @@ def test_unknown_galleries_are_a_404_that_names_the_known_ones(two, photos) -> N
 
 
 def test_labels_are_per_gallery(two, tmp_path: Path, photos) -> None:
-    cli(two, "gallery", "add", "--gallery", "shoes", "--label-from-folder",
-        str(folder(tmp_path / "labelled" / "boots", photos, ("coffee",))))
+    cli(
+        two,
+        "gallery",
+        "add",
+        "--gallery",
+        "shoes",
+        "--label-from-folder",
+        str(folder(tmp_path / "labelled" / "boots", photos, ("coffee",))),
+    )
     two.extensions["lookalike.labels"].ttl = 0
     client = two.test_client()
     shoes = client.get("/api/labels?gallery=shoes").get_json()["labels"]
@@ -172,8 +188,7 @@ def test_only_one_reindex_runs_at_a_time_on_a_machine(two) -> None:
     from app.jobs import launch
 
     files = job_files(two, default_name(two))
-    files.write(JobState(id="busy", phase="encoding", done=1, total=4, user="alice",
-                         started=1.0))
+    files.write(JobState(id="busy", phase="encoding", done=1, total=4, user="alice", started=1.0))
     fd = acquire(files.lock)  # as the default gallery's running job holds it
     try:
         with two.app_context():
@@ -240,9 +255,11 @@ def test_admin_uploads_go_to_the_gallery_of_the_page(two, photos) -> None:
 
     admin = two.test_client()
     log_in(admin)
-    page = admin.post("/admin/g/shoes/gallery/upload",
-                      data={"files": [(io.BytesIO(jpeg(5)), "new.jpg")]},
-                      content_type="multipart/form-data")
+    page = admin.post(
+        "/admin/g/shoes/gallery/upload",
+        data={"files": [(io.BytesIO(jpeg(5)), "new.jpg")]},
+        content_type="multipart/form-data",
+    )
     assert page.status_code == 200
     assert "new" in keys_of(two, "shoes") and "new" not in keys_of(two, default_name(two))
     listing = admin.get("/admin/g/shoes/gallery").get_data(as_text=True)

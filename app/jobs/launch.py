@@ -25,11 +25,12 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, has_app_context
 
 from app import extensions
 from app.exceptions import LookalikeError
 from app.galleries.current import all_job_files, job_files
+from app.galleries.registry import Gallery
 from app.jobs.reindex import Progress, Reindexer
 from app.jobs.state import JobFiles, JobRunning, JobState, acquire, is_locked, release
 
@@ -44,8 +45,8 @@ _CHILDREN: list[subprocess.Popen[bytes]] = []
 def start(app: Flask, kind: str, *, user: str) -> JobState:
     """Start a job process for the current gallery; raises JobRunning if one is running
     already (for any gallery: one at a time per machine, see ``take_job_lock``)."""
-    gallery = extensions.gallery()
-    files = job_files(app)
+    gallery = current_gallery(app)
+    files = job_files(app, gallery.name)
     reap()
     fd = take_job_lock(app, files)
     state = JobState(id=new_id(), kind=kind, phase="queued", user=user,
@@ -80,6 +81,14 @@ def job_command(kind: str, lock_fd: int, job_id: str, user: str, gallery: str) -
     return [sys.executable, "-m", "flask", "--app", "app:create_app()", "index",
             COMMANDS[kind], "--lock-fd", str(lock_fd), "--job-id", job_id, "--user", user,
             "--gallery", gallery]
+
+
+def current_gallery(app: Flask) -> Gallery:
+    """The gallery the job is for: the request's or command's (the default outside one)."""
+    if has_app_context():
+        return extensions.gallery()
+    with app.app_context():
+        return extensions.gallery()
 
 
 def take_job_lock(app: Flask, files: JobFiles) -> int:
