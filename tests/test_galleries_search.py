@@ -286,3 +286,16 @@ def test_the_cli_lists_checks_and_inspects_each_gallery(two, mobilenet_dir: Path
     assert kept.exit_code == 1 and "shoes" in cli(two, "gallery", "list").output
     cli(two, "gallery", "delete", "shoes", "--yes")
     assert "shoes" not in cli(two, "gallery", "list").output
+
+
+def test_gallery_admin_pages_require_a_login(two) -> None:
+    client = two.test_client()
+    for method, url in [("GET", "/admin/galleries/"), ("POST", "/admin/galleries/"),
+                        ("GET", "/admin/galleries/shoes/delete"),
+                        ("POST", "/admin/galleries/shoes/delete"),
+                        ("POST", "/admin/galleries/shoes/title"),
+                        ("GET", "/admin/g/shoes/gallery"), ("GET", "/admin/g/nope/")]:
+        response = client.open(url, method=method)
+        assert response.status_code == 302, (method, url)
+        assert response.headers["Location"].startswith("/admin/login")
+    assert "shoes" in cli(two, "gallery", "list").output  # nothing was deleted

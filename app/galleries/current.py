@@ -101,7 +101,16 @@ def _twin(rule: str, endpoint: str) -> str | None:
 
 def _from_url(endpoint: str | None, values: dict[str, Any] | None) -> None:
     if values and "gallery" in values:
-        use(str(values.pop("gallery")))
+        name = str(values.pop("gallery"))
+        if (endpoint or "").startswith("admin.") and not _logged_in():
+            return  # the login redirect comes first; names are for admins
+        use(name)
+
+
+def _logged_in() -> bool:
+    from app.admin.auth import current_admin
+
+    return bool(current_admin())
 
 
 def _into_url(endpoint: str, values: dict[str, Any]) -> None:
