@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from app.gallery.sources import Source
-from app.jobs.state import JobFiles
 from app.jobs.switch import Steps, switch_collection
 from trainer.data import Dataset, load_dataset
 
@@ -29,6 +28,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--images", required=True,
                         help="image folder (labels = sub-folders), CSV manifest, or DATA with a "
                              "gallery split (In-Shop, Grocery)")
+    parser.add_argument("--gallery", default=None, metavar="NAME",
+                        help="the gallery to index into (default: the default gallery); "
+                             "created with this model if it does not exist")
     parser.add_argument("--batch-size", type=int, default=0)
     parser.add_argument("--no-switch", action="store_true",
                         help="build the collection but leave the serving alias where it is")
@@ -41,6 +43,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
     app = create_app()
     with app.app_context():
+        note = use_gallery(args.gallery, model) if args.gallery else ""
         result = build_index(app, model, gallery_sources(load_dataset(args.images, val_ratio=0)),
                              batch_size=args.batch_size or int(app.config["BATCH_SIZE"]),
                              switch=not args.no_switch)
@@ -49,9 +52,35 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if result["switched"]:
         print(f"The alias {result['alias']!r} now serves {result['collection']} "
               f"(previous: {result['previous'] or 'none'}).")
-    if app.config["MODEL"] != model:
+    if note:
+        print(note)
+    elif app.config["MODEL"] != model:
         print(f"Set LOOKALIKE_MODEL={model} so that the next reindex keeps this model.")
     return result
+
+
+def use_gallery(name: str, model: str) -> str:
+    """Work on gallery ``name`` (made with ``model`` if missing); its next reindex keeps
+    ``model``. Returns what to tell the user."""
+    from app.exceptions import UnknownGallery
+    from app.extensions import galleries
+    from app.galleries.current import use
+
+    registry = galleries()
+    try:
+        gallery = registry.get(name)
+    except UnknownGallery:
+        registry.create(name, model=model)
+        use(name)
+        return f"Created the gallery {name!r} with the model {model}."
+    use(name)
+    if gallery.default:
+        return "" if gallery.model == model else \
+            f"Set LOOKALIKE_MODEL={model} so that the next reindex keeps this model."
+    if gallery.model != model:
+        registry.set_model(name, model)
+        return f"The gallery {name!r} now reindexes with the model {model}."
+    return ""
 
 
 def gallery_sources(dataset: Dataset) -> list[Source]:
@@ -67,13 +96,14 @@ def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int 
     """Fill a new collection stamped with ``model``, index it, and move the alias to it."""
     from tqdm import tqdm
 
-    from app.extensions import build_encoder, images
+    from app.extensions import build_encoder, gallery, images
+    from app.galleries.current import job_files
     from app.gallery.ingest import REJECTED, Ingestor, Report
     from app.serving import stamp_of
     from app.vectors.connect import connect_milvus
 
     encoder = build_encoder(app, model)
-    vectors = connect_milvus(app)
+    vectors = connect_milvus(app, alias=gallery().alias)  # the current gallery's
     reports: list[Report] = []
     started = time.monotonic()
 
@@ -84,7 +114,7 @@ def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int 
             reports.append(ingestor.run(sources, lambda outcome: bar.update(1)))
 
     switched = switch_collection(vectors, stamp_of(encoder), fill,
-                                 files=JobFiles(app.instance_path), steps=PrintedSteps(),
+                                 files=job_files(app), steps=PrintedSteps(),
                                  switch=switch)
     report = reports[0]
     return {

@@ -173,6 +173,16 @@ class GalleryRegistry:
         self._write(gallery)
         return gallery
 
+    def set_model(self, name: str, model: str) -> Gallery:
+        """The model a (non-default) gallery's next reindex uses; the default gallery's is
+        LOOKALIKE_MODEL."""
+        gallery = self._fresh_get(name)
+        if gallery.default:
+            raise BadRequest("The default gallery's model is LOOKALIKE_MODEL: set it there.")
+        gallery = replace(gallery, model=model.strip())
+        self._write(gallery)
+        return gallery
+
     @milvus_call("removing a gallery")
     def remove(self, name: str) -> None:
         """Forget a gallery (its collections are dropped by the caller, first)."""
