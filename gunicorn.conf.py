@@ -166,6 +166,21 @@ def when_ready(server: Any) -> None:
         "thread(s) each (%(cpus)s CPUs, %(memory_mib)s MiB available, ~%(worker_mib)s MiB "
         "per worker)", PLAN,
     )
+    show_generated_password(server)
+
+
+def show_generated_password(server: Any) -> None:
+    """Print the embedded default's generated admin password while it is still the one,
+    whichever process made it (app/admin/first_password.py)."""
+    from app.admin import first_password
+
+    if os.environ.get("LOOKALIKE_ADMIN_PASSWORD_HASH"):
+        return
+    password = first_password.pending(first_password.instance_folder(Path(__file__).parent))
+    if password:
+        user = os.environ.get("LOOKALIKE_ADMIN_USER", "admin")
+        server.log.warning("Admin login for /admin: user %r, password %s (generated; change it "
+                           "with `flask --app wsgi admin reset-password`)", user, password)
 
 
 def post_worker_init(worker: Any) -> None:

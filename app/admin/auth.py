@@ -2,10 +2,11 @@
 
 The password is only ever compared with a werkzeug hash (scrypt by default).
 Without ``LOOKALIKE_ADMIN_PASSWORD_HASH`` the embedded default generates a
-password once per instance folder, keeps only its hash in
+password once per instance folder, keeps its hash in
 ``instance/admin-password.hash`` (created atomically, so several gunicorn
-workers agree on one) and logs the clear text once; ``ProductionConfig``
-refuses to start instead. Sessions are Flask's signed cookie (HttpOnly,
+workers agree on one) and logs the clear text once; until it is changed
+(``admin reset-password``) ``make run`` shows it again (app/admin/first_password.py).
+``ProductionConfig`` refuses to start instead. Sessions are Flask's signed cookie (HttpOnly,
 SameSite=Lax), cleared at login against fixation, and end after
 ``ADMIN_SESSION_HOURS`` or when the password hash changes.
 """
@@ -16,7 +17,6 @@ import hashlib
 import hmac
 import logging
 import math
-import secrets
 import threading
 import time
 from collections import deque
@@ -26,6 +26,7 @@ import click
 from flask import Flask, current_app, session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.admin import first_password
 from app.exceptions import LookalikeError
 from app.files import atomic_write
 
@@ -69,15 +70,17 @@ def _one_time_hash(path: Path, app: Flask) -> str:
         existing = ""
     if existing:
         return existing
-    password = secrets.token_urlsafe(12)
+    password = first_password.new_password()
     hashed = generate_password_hash(password)
     try:  # fails if another worker made one first: theirs wins
         atomic_write(path, (hashed + "\n").encode(), mode=0o600, overwrite=False)
     except FileExistsError:
         return path.read_text().strip()
+    first_password.keep(path.parent, password)  # for `make run` to show (gunicorn.conf.py)
     app.logger.warning(
-        "\n%s\nAdmin login for %s: user %r, password %s\n(generated once; only its hash is "
-        "kept, in %s. Set LOOKALIKE_ADMIN_PASSWORD_HASH to choose your own.)\n%s",
+        "\n%s\nAdmin login for %s: user %r, password %s\n(generated once; its hash is in %s. "
+        "Change it with `flask --app wsgi admin reset-password`, or set "
+        "LOOKALIKE_ADMIN_PASSWORD_HASH to choose your own.)\n%s",
         "=" * 72, "/admin", app.config["ADMIN_USER"], password, path, "=" * 72,
     )
     return hashed

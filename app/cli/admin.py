@@ -1,4 +1,4 @@
-"""``flask --app wsgi admin hash-password``: the admin account of /admin."""
+"""``flask --app wsgi admin hash-password|reset-password``: the admin account of /admin."""
 
 from __future__ import annotations
 
@@ -20,3 +20,24 @@ def admin_hash_password() -> None:
     click.echo(hashed)
     click.echo(f"\nexport LOOKALIKE_ADMIN_PASSWORD_HASH='{hashed}'", err=True)
     click.echo("(in a docker-compose .env file, write each $ as $$)", err=True)
+
+
+@admin_cli.command("reset-password")
+def admin_reset_password() -> None:
+    """Make a new admin password for the embedded default, print it once, keep its hash.
+
+    Every admin session ends. With LOOKALIKE_ADMIN_PASSWORD_HASH set, change that instead.
+    """
+    from pathlib import Path
+
+    from flask import current_app
+
+    from app.admin import first_password
+
+    if current_app.config.get("ADMIN_PASSWORD_HASH"):
+        raise click.UsageError("LOOKALIKE_ADMIN_PASSWORD_HASH is set, so the password is "
+                               "that hash's: make a new one with `flask --app wsgi admin "
+                               "hash-password` and set it there.")
+    password = first_password.reset(Path(current_app.instance_path))
+    click.echo(f"New admin password for user {current_app.config['ADMIN_USER']!r}: {password}")
+    click.echo("(shown once: only its hash is kept. Every admin session has ended.)", err=True)
