@@ -13,7 +13,7 @@ from app import audit
 from app.admin import auth
 from app.admin.forms import ActionForm
 from app.admin.routes import require_login
-from app.exceptions import BadRequest
+from app.exceptions import BadRequest, LookalikeError
 from app.extensions import galleries, servings
 from app.galleries import service
 from app.galleries.current import job_files
@@ -78,11 +78,30 @@ def delete(name: str) -> ResponseReturnValue:
     return redirect(url_for(".index"), 303)
 
 
-def _page(form: CreateForm) -> str:
+@bp.app_context_processor
+def gallery_rows() -> dict[str, object]:
+    """``gallery_rows()`` for the admin overview's galleries panel (empty when Milvus is
+    down: the overview says so already)."""
+
+    def rows() -> list[service.GalleryRow]:
+        try:
+            return _rows()
+        except LookalikeError:
+            return []
+
+    return {"gallery_rows": rows}
+
+
+def _rows() -> list[service.GalleryRow]:
+    galleries().invalidate()  # an admin page: fresh, whichever worker made a change
     by_name = {g.name: job_files(current_app, g.name) for g in galleries().all()}
+    return service.rows(servings(), by_name)
+
+
+def _page(form: CreateForm) -> str:
     return render_template(
         "galleries/index.html",
-        rows=service.rows(servings(), by_name),
+        rows=_rows(),
         form=form,
         title_form=TitleForm(),
         action=ActionForm(),

@@ -28,6 +28,7 @@ REGISTRY_SUFFIX = "_galleries"  # the registry: <default alias>_galleries
 NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 TITLE_LENGTH = 200
 MODEL_LENGTH = 1024
+RECHECK_AFTER = 0.25  # seconds: a miss in a list older than this reads Milvus again
 QUERY_LIMIT = 16384  # galleries per deployment, far beyond any real one
 
 
@@ -106,14 +107,24 @@ class GalleryRegistry:
         return [gallery.name for gallery in self.all()]
 
     def get(self, name: str) -> Gallery:
-        """The gallery called ``name``; UnknownGallery (404, with the known names) if none."""
-        for gallery in self.all():
-            if gallery.name == name:
-                return gallery
+        """The gallery called ``name``; UnknownGallery (404, with the known names) if none.
+
+        A name missing from a cached list is looked up once more in Milvus (unless the
+        list was just read): another process may have created it a moment ago.
+        """
+        for attempt in range(2):
+            for gallery in self.all():
+                if gallery.name == name:
+                    return gallery
+            if attempt == 0 and NAME.fullmatch(name or "") and self._age() > RECHECK_AFTER:
+                self.invalidate()
         known = self.names()
         raise UnknownGallery(
             f"There is no gallery {name[:60]!r}. Known galleries: {', '.join(known)}.", known=known
         )
+
+    def _age(self) -> float:
+        return time.monotonic() - self._read_at
 
     def invalidate(self) -> None:
         with self._lock:
