@@ -128,6 +128,7 @@ def test_unknown_galleries_are_a_404_that_names_the_known_ones(two, photos) -> N
         error = response.get_json()["error"]
         assert error["galleries"] == [default_name(two), "shoes"]
         assert "shoes" in error["message"]
+    log_in(client)  # admin pages check the login first
     for url in ("/g/nope/", "/g/Bad_Name/search?key=x", "/admin/g/nope/gallery"):
         page = client.get(url)
         assert page.status_code == 404 and "shoes" in page.get_data(as_text=True)
@@ -217,8 +218,11 @@ def test_deleting_a_gallery_keeps_the_others_and_the_shared_files(two, photos) -
     assert search(client, photos["hubble_deep_field"], "shoes").status_code == 404
     body = search(client, photos["coffee"], default_name(two)).get_json()
     assert body["results"][0]["score"] >= 0.99 and len(body["results"]) == 4
-    for key in shoes.values():  # files stay: shared by content
-        assert client.get(f"/images/{key}").status_code == 200
+    assert client.get(f"/images/{shoes['rocket']}").status_code == 200  # the default's too
+    for name in ("hubble_deep_field", "immunohistochemistry"):  # only shoes held these
+        assert client.get(f"/images/{shoes[name]}").status_code == 404
+        assert client.get(f"/thumbs/{shoes[name]}").status_code == 404
+    assert "Consistent." in cli(two, "gallery", "check").output  # nothing left behind
     with two.app_context():
         from app.extensions import servings
 

@@ -66,9 +66,9 @@ def gallery_create(name: str, title: str, model: str | None) -> None:
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def gallery_delete(name: str, yes: bool) -> None:
-    """Delete the gallery NAME: drop its collections and forget it (image files stay)."""
+    """Delete the gallery NAME: its collections, and the image files no other gallery holds."""
     from app import audit
-    from app.extensions import galleries, servings
+    from app.extensions import galleries, images, servings
     from app.galleries import service
     from app.galleries.current import job_files
 
@@ -79,9 +79,11 @@ def gallery_delete(name: str, yes: bool) -> None:
             click.confirm(
                 f"Delete the gallery {name!r} and its index of {count} images?", abort=True
             )
-        held = service.delete_gallery(name, servings=servings(), files=job_files(current_app, name))
+        held = service.delete_gallery(
+            name, servings=servings(), images=images(), files=job_files(current_app, name)
+        )
     except LookalikeError as error:
         fail(error)
         return
     audit.record("galleries.delete", user="cli", name=name, images=held)
-    click.echo(f"Deleted the gallery {name!r} ({held} images); image files were kept.")
+    click.echo(f"Deleted the gallery {name!r} ({held} images); files other galleries hold were kept.")

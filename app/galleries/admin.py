@@ -14,7 +14,7 @@ from app.admin import auth
 from app.admin.forms import ActionForm
 from app.admin.routes import require_login
 from app.exceptions import BadRequest, LookalikeError
-from app.extensions import galleries, servings
+from app.extensions import galleries, images, servings
 from app.galleries import service
 from app.galleries.current import job_files
 from app.galleries.forms import CreateForm, TitleForm
@@ -68,12 +68,13 @@ def confirm_delete(name: str) -> str:
 
 @bp.post("/<name>/delete")
 def delete(name: str) -> ResponseReturnValue:
-    ActionForm().validate_on_submit()  # CSRF is checked by CSRFProtect before this runs
-    held = service.delete_gallery(name, servings=servings(), files=job_files(current_app, name))
+    held = service.delete_gallery(
+        name, servings=servings(), images=images(), files=job_files(current_app, name)
+    )
     audit.record("galleries.delete", name=name, images=held, user=auth.current_admin())
     flash(
-        f"Deleted the gallery {name!r} and its index ({held} images). Image files shared "
-        "with other galleries were kept."
+        f"Deleted the gallery {name!r} ({held} images). Image files another gallery holds "
+        "were kept."
     )
     return redirect(url_for(".index"), 303)
 

@@ -2,9 +2,9 @@
 
 A gallery's images are rows in its own collections; the originals and thumbnails
 are content-addressed and shared by every gallery that holds the same image. So
-deleting a gallery drops its collections and leaves the files, and deleting an
-image from one gallery removes its files only when no other gallery holds it
-(``held_elsewhere``). docs/architecture.md, "Galleries", says why.
+deleting an image, or a whole gallery, removes a file only when no other gallery
+holds that image (``held_elsewhere``, ``ids_elsewhere``). docs/architecture.md,
+"Galleries", says why.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from app.exceptions import BadRequest, LookalikeError, NotFound
 from app.galleries.registry import Gallery, GalleryRegistry
 from app.galleries.servings import Servings
-from app.jobs.state import JobFiles, JobState, is_locked
+from app.gallery.keys import original_name, thumb_name
+from app.gallery.storage import ImageStore
+from app.jobs.state import JobFiles, JobState, gallery_writes, is_locked
 from app.vectors.calls import milvus_call
 from app.vectors.store import VectorStore
 
@@ -92,11 +94,11 @@ def ids_elsewhere(gallery: Gallery, servings: Servings) -> set[str]:
     return ids
 
 
-def delete_gallery(name: str, *, servings: Servings, files: JobFiles) -> int:
-    """Drop a gallery's collections and alias and forget it; returns how many images it held.
+def delete_gallery(name: str, *, servings: Servings, images: ImageStore, files: JobFiles) -> int:
+    """Delete a gallery: the files only it holds, then its collections, alias and entry.
 
-    Its originals and thumbnails stay (other galleries may hold the same images;
-    ``gallery check --repair`` on the default gallery indexes any nobody holds).
+    Returns how many images it held. Files another gallery holds stay. Files go
+    before rows, as for one image: interrupted, the delete can simply be run again.
     """
     registry: GalleryRegistry = servings.registry
     registry.invalidate()
@@ -109,6 +111,13 @@ def delete_gallery(name: str, *, servings: Servings, files: JobFiles) -> int:
         raise BadRequest(f"A reindex of {name!r} is running: cancel it first, then delete.")
     store = servings.store_for(gallery.alias)
     held = image_count(store)
+    if held:
+        elsewhere = ids_elsewhere(gallery, servings)
+        with gallery_writes(files):
+            for entry in store.iterate():
+                if entry.id not in elsewhere:
+                    images.delete(original_name(entry.key))
+                    images.delete(thumb_name(entry.key))
     _drop_collections(store)
     registry.remove(name)
     servings.forget(name)
