@@ -14,10 +14,10 @@ from tests.test_admin_browser import browser, pytestmark, server  # noqa: F401  
 
 
 def test_an_operator_creates_a_gallery_uploads_to_it_and_searches_it(
-    server,
-    browser,
+    server,  # noqa: F811  (the fixture imported above)
+    browser,  # noqa: F811
     tmp_path: Path,
-    photos: dict[str, bytes],  # noqa: F811
+    photos: dict[str, bytes],
 ) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready

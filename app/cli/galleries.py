@@ -86,4 +86,6 @@ def gallery_delete(name: str, yes: bool) -> None:
         fail(error)
         return
     audit.record("galleries.delete", user="cli", name=name, images=held)
-    click.echo(f"Deleted the gallery {name!r} ({held} images); files other galleries hold were kept.")
+    click.echo(
+        f"Deleted the gallery {name!r} ({held} images); files other galleries hold were kept."
+    )
