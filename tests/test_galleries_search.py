@@ -303,3 +303,22 @@ def test_gallery_admin_pages_require_a_login(two) -> None:
         assert response.status_code == 302, (method, url)
         assert response.headers["Location"].startswith("/admin/login")
     assert "shoes" in cli(two, "gallery", "list").output  # nothing was deleted
+
+
+def test_the_admin_creates_and_retitles_galleries_and_refuses_bad_names(admin_app) -> None:
+    admin = admin_app.test_client()
+    log_in(admin)
+    made = admin.post("/admin/galleries/", data={"name": "client-7", "title": "Client seven"})
+    assert made.status_code == 303
+    page = admin.get("/admin/galleries/").get_data(as_text=True)
+    assert 'data-gallery="client-7"' in page and "Client seven" in page
+    bad = admin.post("/admin/galleries/", data={"name": "No Good", "title": "x"})
+    assert bad.status_code == 400 and "lower-case letters" in bad.get_data(as_text=True)
+    twice = admin.post("/admin/galleries/", data={"name": "client-7"}, follow_redirects=True)
+    assert twice.status_code == 400 and "exists already" in twice.get_data(as_text=True)
+    assert admin.post("/admin/galleries/client-7/title", data={"title": "Seven"}).status_code == 303
+    search_page = admin_app.test_client().get("/g/client-7/").get_data(as_text=True)
+    assert 'id="gallery-title"' in search_page and "Seven" in search_page
+    listing = cli(admin_app, "gallery", "list").output
+    assert "client-7\tSeven\tmodel " + str(admin_app.config["MODEL"]) in listing
+    assert "0 images" in listing and "empty" in listing
