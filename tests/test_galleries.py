@@ -139,3 +139,15 @@ def test_an_instance_made_before_galleries_is_served_with_no_migration(
         from app.galleries.current import job_files
 
         assert job_files().last_success().id == "old-job"  # its job files where they were
+
+
+def test_settings_are_kept_with_a_gallery_and_survive_a_retitle(app) -> None:
+    reg = registry(app)
+    reg.create("shoes", model="m")
+    reg.update_settings("shoes", bucket="s3://shoes", sync=True)
+    reg.retitle("shoes", "Shoes")
+    reg.update_settings("shoes", sync=None)
+    fresh = registry(_twin_app(app)).get("shoes")
+    assert dict(fresh.settings) == {"bucket": "s3://shoes"} and fresh.title == "Shoes"
+    reg.update_settings(reg.default.name, threshold=0.9)
+    assert registry(_twin_app(app)).get(reg.default.name).settings == {"threshold": 0.9}

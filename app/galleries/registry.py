@@ -15,7 +15,8 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +43,8 @@ class Gallery:
     alias: str
     created: str = ""
     default: bool = False
+    # Per-gallery settings kept with it (JSON values), for features that need some.
+    settings: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
 
 def check_name(name: str) -> str:
@@ -138,7 +141,7 @@ class GalleryRegistry:
                 self.name,
                 filter='name != ""',
                 limit=QUERY_LIMIT,
-                output_fields=["name", "title", "model", "created"],
+                output_fields=["name", "title", "model", "created", "settings"],
                 timeout=self.timeout,
                 consistency_level="Strong",
             )
@@ -149,6 +152,7 @@ class GalleryRegistry:
                 default,
                 title=stored[default.name]["title"] or default.title,
                 created=stored[default.name]["created"],
+                settings=stored[default.name].get("settings") or {},
             )
         others = [
             Gallery(
@@ -157,6 +161,7 @@ class GalleryRegistry:
                 model=row["model"],
                 alias=alias_for(row["name"], default.alias),
                 created=row["created"],
+                settings=row.get("settings") or {},
             )
             for name, row in sorted(stored.items())
             if name != default.name
@@ -194,6 +199,14 @@ class GalleryRegistry:
         self._write(gallery)
         return gallery
 
+    def update_settings(self, name: str, **changes: Any) -> Gallery:
+        """Merge ``changes`` (JSON values) into a gallery's settings; None removes a key."""
+        gallery = self._fresh_get(name)
+        merged = {**gallery.settings, **changes}
+        gallery = replace(gallery, settings={k: v for k, v in merged.items() if v is not None})
+        self._write(gallery)
+        return gallery
+
     @milvus_call("removing a gallery")
     def remove(self, name: str) -> None:
         """Forget a gallery (its collections are dropped by the caller, first)."""
@@ -224,7 +237,7 @@ class GalleryRegistry:
                     "title": gallery.title[:TITLE_LENGTH],
                     "model": gallery.model[:MODEL_LENGTH],
                     "created": gallery.created,
-                    "settings": {},
+                    "settings": dict(gallery.settings),
                     "vector": [0.0, 0.0],
                 }
             ],
