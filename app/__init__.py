@@ -61,7 +61,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app import admin
+    from app import admin, buckets
     from app.api.routes import bp as api_bp
     from app.media.routes import bp as media_bp
     from app.search.routes import bp as search_bp
@@ -72,6 +72,7 @@ def register_blueprints(app: Flask) -> None:
     app.extensions["lookalike.csrf"].exempt(api_bp)
     app.register_blueprint(api_bp, url_prefix="/api")
     admin.init_app(app)
+    buckets.init_app(app)  # S3 clients, /api/hooks/s3, /admin/sources
 
 
 def register_errorhandlers(app: Flask) -> None:
