@@ -204,3 +204,23 @@ def test_reserved_metadata_cannot_be_filtered_on(client) -> None:  # type: ignor
         "/api/search", data={"image": (io.BytesIO(jpeg(1)), "q.jpg"), "metadata": '{"_s3": "x"}'}
     )
     assert reply.status_code == 400 and "reserved" in reply.get_json()["error"]["message"]
+
+
+def test_a_reindex_re_encodes_in_place_images_from_their_bucket(bucket_app, s3, bucket) -> None:  # type: ignore[no-untyped-def]
+    from app.extensions import serving
+    from app.jobs import launch
+
+    for i in range(3):
+        put(s3, bucket, f"r/{i}.jpg", jpeg(100 + i))
+    app = bucket_app()
+    assert app.test_cli_runner().invoke(args=["gallery", "add", f"s3://{bucket}/r"]).exit_code == 0
+    before = {r.id: r.metadata for r in rows(app)}
+    s3.remove_object(bucket, "r/2.jpg")
+    with app.app_context():
+        state = launch.run_here(app, "reindex", user="tester")
+        store = serving().store
+        after = {e.id: e.metadata for e in store.iterate(collection=store.resolve())}
+    assert state.phase == "done", state.error
+    assert (state.total, state.failed) == (3, 1)
+    assert "r/2.jpg is not in its bucket" in state.failures[0]
+    assert len(after) == 2 and all(after[i] == before[i] for i in after)

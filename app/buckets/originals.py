@@ -9,10 +9,10 @@ longer matches the one indexed (its bytes changed), is a 404 until a sync.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
-from flask import Response, current_app, redirect, request
+from flask import Flask, Response, current_app, redirect, request
 from minio import Minio
 
 from app.buckets.inplace import ObjectLocation, location_of
@@ -58,6 +58,16 @@ def read_original(where: ObjectLocation, client: Minio) -> bytes:
         finally:
             response.close()
             response.release_conn()
+
+
+def reader(app: Flask) -> Callable[[ObjectLocation], bytes]:
+    """Read in-place originals with this app's S3 clients (for a reindex, outside requests)."""
+
+    def read(where: ObjectLocation) -> bytes:
+        client = app.extensions["lookalike.s3_endpoints"].get().client(where.endpoint)
+        return read_original(where, client)
+
+    return read
 
 
 def _client(where: ObjectLocation) -> Minio:
