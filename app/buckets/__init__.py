@@ -12,7 +12,17 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """S3 clients per process, the event hook's route and the admin's Sources page."""
+    from app.buckets.drain import Drainer
     from app.buckets.endpoints import Endpoints
+    from app.buckets.event_queue import EventQueue
+    from app.buckets.routes import bp as hooks_bp
     from app.extensions import Lazy
+    from app.jobs.state import JobFiles
 
     app.extensions["lookalike.s3_endpoints"] = Lazy(lambda: Endpoints(app.config))
+    # One drainer thread per process, started by the first event it receives.
+    app.extensions["lookalike.bucket_drainer"] = Lazy(
+        lambda: Drainer(app, lambda: EventQueue.in_folder(JobFiles(app.instance_path).root))
+    )
+    app.extensions["lookalike.csrf"].exempt(hooks_bp)  # authenticated by MinIO's token
+    app.register_blueprint(hooks_bp)

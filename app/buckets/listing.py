@@ -15,6 +15,7 @@ from minio import Minio
 
 from app.buckets.location import Location
 from app.buckets.s3errors import s3_errors
+from app.exceptions import NotFound
 from app.gallery.sources import IMAGE_SUFFIXES
 
 
@@ -46,6 +47,16 @@ def list_images(client: Minio, location: Location, *, after: str = "") -> Iterat
             if item.is_dir or not is_image_key(item.object_name):
                 continue
             yield ObjectRef(item.object_name, clean_etag(item.etag), int(item.size or 0))
+
+
+def stat_image(client: Minio, bucket: str, key: str) -> ObjectRef | None:
+    """One object as a listing would show it, or None when it is not there."""
+    try:
+        with s3_errors(f"s3://{bucket}/{key}"):
+            found = client.stat_object(bucket, key)
+    except NotFound:
+        return None
+    return ObjectRef(key, clean_etag(found.etag), int(found.size or 0))
 
 
 def clean_etag(etag: str | None) -> str:

@@ -18,7 +18,9 @@ from flask import current_app
 from minio import Minio
 
 from app.buckets.catalog import Catalog, SourceRecord
+from app.buckets.drain import Drainer
 from app.buckets.endpoints import Endpoints
+from app.buckets.event_queue import EventQueue
 from app.buckets.inplace import ObjectLocation
 from app.buckets.location import Location, normalize_prefix
 from app.buckets.reading import LabelRule
@@ -38,6 +40,14 @@ def catalog() -> Catalog:
 def state_folder() -> Path:
     """Where the catalog and the sync locks live: beside the gallery's job files."""
     return JobFiles(current_app.instance_path).root
+
+
+def event_queue() -> EventQueue:
+    return EventQueue.in_folder(state_folder())
+
+
+def drainer() -> Drainer:
+    return current_app.extensions["lookalike.bucket_drainer"].get()
 
 
 def endpoints() -> Endpoints:

@@ -23,7 +23,7 @@ from minio import Minio
 
 from app.buckets.catalog import Catalog, Known, SourceRecord
 from app.buckets.changes import Changes, Tally
-from app.buckets.listing import ObjectRef, list_images
+from app.buckets.listing import ObjectRef, is_image_key, list_images, stat_image
 from app.config import Config
 from app.exceptions import LookalikeError
 from app.gallery.ingest import Outcome
@@ -99,6 +99,14 @@ def plan(listing: Iterator[ObjectRef], known: Iterator[Known]) -> Iterator[Step]
             kind = SAME if ref.etag == old.etag else CHANGED
             yield Step(kind, ref.key, ref=ref, known=old)
             ref, old = next(listing, None), next(known, None)
+
+
+def _step(key: str, ref: ObjectRef | None, known: Known | None) -> Step | None:
+    if ref is None:
+        return Step(GONE, key, known=known) if known is not None else None
+    if known is None:
+        return Step(NEW, key, ref=ref)
+    return Step(SAME if ref.etag == known.etag else CHANGED, key, ref=ref, known=known)
 
 
 class Syncer:
@@ -178,7 +186,26 @@ class Syncer:
         if pending:
             self.apply(pending, report)
 
-    def apply(self, steps: list[Step], report: SyncReport) -> None:
+    def reconcile(self, keys: list[str]) -> SyncReport:
+        """Bring single objects up to date (bucket events): each key is looked up in the
+        bucket, so a late or repeated event does no harm. The checkpoint is left alone."""
+        report = SyncReport(str(self.source.location))
+        steps = []
+        for key in sorted(set(keys)):
+            if not self.source.location.contains(self.source.bucket, key) or not is_image_key(key):
+                continue
+            ref = stat_image(self.client, self.source.bucket, key)
+            known = self.catalog.known_one(self.source.id, key)
+            step = _step(key, ref, known)
+            if step is not None:
+                report.count(step)
+                steps.append(step)
+        if steps:
+            self.apply(steps, report, checkpoint=False)
+            self.catalog.recount(self.source.id)
+        return report
+
+    def apply(self, steps: list[Step], report: SyncReport, *, checkpoint: bool = True) -> None:
         """One chunk: removals, then indexing, then the manifest and the checkpoint."""
         changed = [s for s in steps if s.kind != SAME]
         known: list[Known] = []
@@ -204,7 +231,12 @@ class Syncer:
                     report.tally,
                     self.on_outcome,
                 )
-        self.catalog.record(self.source.id, known, checkpoint=steps[-1].key, done=report.listed)
+        self.catalog.record(
+            self.source.id,
+            known,
+            checkpoint=steps[-1].key if checkpoint else None,
+            done=report.listed,
+        )
         if self.after_chunk:
             self.after_chunk(report)
 

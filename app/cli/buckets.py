@@ -117,3 +117,30 @@ def _sync(source, *, dry_run: bool, restart: bool) -> None:  # type: ignore[no-u
             dry_run=dry_run, restart=restart
         )
     click.echo(report.summary())
+
+
+@gallery_cli.command("events")
+@click.option("--follow", is_flag=True, help="Keep draining as events arrive (Ctrl-C stops).")
+def gallery_events(follow: bool) -> None:
+    """Handle queued bucket events here instead of in the web workers' drainer threads."""
+    import os
+    import time
+
+    from flask import current_app
+
+    from app.buckets import service
+    from app.buckets.drain import drain_once
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    queue, handled = service.event_queue(), 0
+    try:
+        while True:
+            done = drain_once(app, queue, worker=f"cli-{os.getpid()}")
+            handled += done
+            if not done and not follow:
+                break
+            if not done:
+                time.sleep(1.0)  # the poll interval of a long-running drainer
+    except LookalikeError as error:
+        fail(error)
+    click.echo(f"Handled {handled} events; {queue.pending()} pending.")
