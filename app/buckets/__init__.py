@@ -12,6 +12,7 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """S3 clients per process, the event hook's route and the admin's Sources page."""
+    from app.buckets.admin_routes import bp as sources_bp
     from app.buckets.drain import Drainer
     from app.buckets.endpoints import Endpoints
     from app.buckets.event_queue import EventQueue
@@ -26,3 +27,4 @@ def init_app(app: Flask) -> None:
     )
     app.extensions["lookalike.csrf"].exempt(hooks_bp)  # authenticated by MinIO's token
     app.register_blueprint(hooks_bp)
+    app.register_blueprint(sources_bp)  # /admin/sources, behind the admin login
