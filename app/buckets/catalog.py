@@ -29,6 +29,8 @@ from app.exceptions import NotFound
 FILE_NAME = "buckets.sqlite"
 ADDED, DUPLICATE, FAILED = "added", "duplicate", "failed"
 
+_READY: set[Path] = set()  # files whose schema this process has made sure of
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sources (
     id INTEGER PRIMARY KEY,
@@ -110,7 +112,6 @@ class Catalog:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._ready = False
 
     @classmethod
     def in_folder(cls, folder: str | Path) -> Catalog:
@@ -121,10 +122,10 @@ class Catalog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(self.path, timeout=60)) as db:
             db.row_factory = sqlite3.Row
-            if not self._ready:
+            if self.path not in _READY:  # once per file and process
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(SCHEMA)
-                self._ready = True
+                _READY.add(self.path)
             with db:  # one transaction, committed on success
                 yield db
 

@@ -23,6 +23,8 @@ FILE_NAME = "bucket-events.sqlite"
 CREATED, REMOVED = "created", "removed"
 MAX_ATTEMPTS = 5
 
+_READY: set[Path] = set()  # files whose schema this process has made sure of
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,7 +52,6 @@ class Event:
 class EventQueue:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._ready = False
 
     @classmethod
     def in_folder(cls, folder: str | Path) -> EventQueue:
@@ -60,10 +61,10 @@ class EventQueue:
     def _db(self, *, immediate: bool = False) -> Iterator[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(sqlite3.connect(self.path, timeout=60, isolation_level=None)) as db:
-            if not self._ready:
+            if self.path not in _READY:  # once per file and process
                 db.execute("PRAGMA journal_mode=WAL")
                 db.executescript(SCHEMA)
-                self._ready = True
+                _READY.add(self.path)
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, fast appends
             db.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
             try:
