@@ -219,3 +219,14 @@ def test_a_burst_of_1000_events_is_absorbed_while_searches_go_on(hooked, s3, buc
         searcher.join()
     assert searches[0] > 0 and failures == []
     assert {r.label for r in rows(hooked)} == {"x", "y"}
+
+
+@pytest.mark.parametrize("token", ["dev-only-webhook-token", "short"])
+def test_production_refuses_a_guessable_webhook_token(make_app, token: str) -> None:  # type: ignore[no-untyped-def]
+    from werkzeug.security import generate_password_hash
+
+    from app.web.security import InsecureConfig
+
+    with pytest.raises(InsecureConfig, match="S3_WEBHOOK_TOKEN"):
+        make_app(PRODUCTION=True, SECRET_KEY="k" * 40, S3_WEBHOOK_TOKEN=token,
+                 ADMIN_PASSWORD_HASH=generate_password_hash("x" * 20))

@@ -20,6 +20,8 @@ def init_app(app: Flask) -> None:
     from app.extensions import Lazy
     from app.jobs.state import JobFiles
 
+    if app.config.get("PRODUCTION"):
+        check_production(app)
     app.extensions["lookalike.s3_endpoints"] = Lazy(lambda: Endpoints(app.config))
     # One drainer thread per process, started by the first event it receives.
     app.extensions["lookalike.bucket_drainer"] = Lazy(
@@ -28,3 +30,16 @@ def init_app(app: Flask) -> None:
     app.extensions["lookalike.csrf"].exempt(hooks_bp)  # authenticated by MinIO's token
     app.register_blueprint(hooks_bp)
     app.register_blueprint(sources_bp)  # /admin/sources, behind the admin login
+
+
+def check_production(app: Flask) -> None:
+    """A guessable webhook token would let anyone who reaches the app make it index or
+    forget objects: refuse the development default and short tokens."""
+    from app.web.security import InsecureConfig
+
+    token = str(app.config.get("S3_WEBHOOK_TOKEN") or "")
+    if token and not token.startswith("sha256:") and (token.startswith("dev-only")
+                                                      or len(token) < 24):
+        raise InsecureConfig("LOOKALIKE_S3_WEBHOOK_TOKEN must be a long random value in "
+                             "production (at least 24 characters), or empty to turn the "
+                             "bucket-event hook off.")
