@@ -224,3 +224,12 @@ def test_a_reindex_re_encodes_in_place_images_from_their_bucket(bucket_app, s3, 
     assert (state.total, state.failed) == (3, 1)
     assert "r/2.jpg is not in its bucket" in state.failures[0]
     assert len(after) == 2 and all(after[i] == before[i] for i in after)
+
+
+def test_lookalikes_own_image_bucket_cannot_be_a_source(bucket_app, s3_server, bucket) -> None:  # type: ignore[no-untyped-def]
+    app = bucket_app(STORAGE=f"s3://{bucket}/store")
+    for location in (f"s3://{bucket}/", f"s3://{bucket}/store/thumbs"):
+        result = app.test_cli_runner().invoke(args=["gallery", "add", location])
+        assert result.exit_code == 1 and "overlaps Lookalike's own image store" in result.output
+    result = app.test_cli_runner().invoke(args=["gallery", "add", f"s3://{bucket}/photos"])
+    assert result.exit_code == 0, result.output

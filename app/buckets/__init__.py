@@ -38,8 +38,13 @@ def check_production(app: Flask) -> None:
     from app.web.security import InsecureConfig
 
     token = str(app.config.get("S3_WEBHOOK_TOKEN") or "")
-    if token and not token.startswith("sha256:") and (token.startswith("dev-only")
-                                                      or len(token) < 24):
-        raise InsecureConfig("LOOKALIKE_S3_WEBHOOK_TOKEN must be a long random value in "
-                             "production (at least 24 characters), or empty to turn the "
-                             "bucket-event hook off.")
+    if (
+        token
+        and not token.startswith("sha256:")
+        and (token.startswith("dev-only") or len(token) < 24)
+    ):
+        raise InsecureConfig(
+            "LOOKALIKE_S3_WEBHOOK_TOKEN must be a long random value in "
+            "production (at least 24 characters), or empty to turn the "
+            "bucket-event hook off."
+        )

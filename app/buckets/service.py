@@ -79,11 +79,29 @@ def add_source(
 ) -> SourceRecord:
     """Register (or update) a source of the current gallery, with its CSV labels."""
     endpoints().check(endpoint)
+    _not_the_image_store(location, endpoint)
     rule = LabelRule.parse("csv" if labels_csv else label_rule)
     source = catalog().add(gallery(), location, endpoint=endpoint, label_rule=rule)
     if labels_csv is not None:
         catalog().set_labels(source.id, read_labels_csv(labels_csv, location))
     return source
+
+
+def _not_the_image_store(location: Location, endpoint: str) -> None:
+    """Lookalike's own bucket holds originals and thumbnails by hash: indexing it as a
+    source would add every thumbnail as an image."""
+    store = _images()
+    bucket, prefix = getattr(store, "bucket", None), getattr(store, "prefix", "")
+    if (
+        endpoint == ""
+        and store.backend == "s3"
+        and bucket == location.bucket
+        and (prefix.startswith(location.prefix) or location.prefix.startswith(prefix))
+    ):
+        raise BadRequest(
+            f"{location} overlaps Lookalike's own image store ({store.description}); "
+            "choose a bucket or prefix of your photos."
+        )
 
 
 def read_labels_csv(path: Path, location: Location) -> Iterator[tuple[str, str]]:
