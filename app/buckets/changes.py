@@ -105,7 +105,7 @@ class Changes:
             if self.source.label_rule == "csv"
             else None,
         )
-        read: dict[str, Source] = {}
+        read: dict[str, ObjectLocation | None] = {}
         sources = _remember(
             object_sources(
                 self.client, self.source.bucket, refs, rule, endpoint=self.source.endpoint
@@ -121,9 +121,8 @@ class Changes:
         return known
 
     def _known(
-        self, outcome: Outcome, ref: ObjectRef, source: Source | None, tally: Tally
+        self, outcome: Outcome, ref: ObjectRef, where: ObjectLocation | None, tally: Tally
     ) -> Known:
-        where = location_of(source.metadata) if source else None
         etag, size = (where.etag, where.size) if where else (ref.etag, ref.size)
         if outcome.status == ADDED:
             tally.added += 1
@@ -163,7 +162,10 @@ class Changes:
         tally.removed += 1
 
 
-def _remember(sources: Iterator[Source], into: dict[str, Source]) -> Iterator[Source]:
+def _remember(
+    sources: Iterator[Source], into: dict[str, ObjectLocation | None]
+) -> Iterator[Source]:
+    """Pass sources through, keeping where each was read from (not its bytes)."""
     for source in sources:
-        into[source.name] = source
+        into[source.name] = location_of(source.metadata)
         yield source
