@@ -8,6 +8,7 @@ Only image files (by suffix) are kept; "folder" placeholders are skipped.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -17,6 +18,8 @@ from app.buckets.location import Location
 from app.buckets.s3errors import s3_errors
 from app.exceptions import NotFound
 from app.gallery.sources import IMAGE_SUFFIXES
+
+STAT_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,14 @@ def stat_image(client: Minio, bucket: str, key: str) -> ObjectRef | None:
     except NotFound:
         return None
     return ObjectRef(key, clean_etag(found.etag), int(found.size or 0))
+
+
+def stat_images(client: Minio, bucket: str, keys: list[str]) -> list[ObjectRef | None]:
+    """``stat_image`` of each key, a few at a time (one round trip each), in order."""
+    if len(keys) <= 1:
+        return [stat_image(client, bucket, k) for k in keys]
+    with ThreadPoolExecutor(STAT_THREADS, thread_name_prefix="bucket-stat") as pool:
+        return list(pool.map(lambda key: stat_image(client, bucket, key), keys))
 
 
 def clean_etag(etag: str | None) -> str:

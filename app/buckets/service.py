@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from app.buckets.drain import Drainer
 from app.buckets.endpoints import Endpoints
 from app.buckets.event_queue import EventQueue
 from app.buckets.inplace import ObjectLocation
+from app.buckets.listing import STAT_THREADS
 from app.buckets.location import Location, normalize_prefix
 from app.buckets.reading import LabelRule
 from app.buckets.s3errors import s3_errors
@@ -160,12 +162,20 @@ def describe(source: SourceRecord) -> str:
 
 def missing_objects(in_place: dict[str, ObjectLocation]) -> dict[str, str]:
     """Which in-place rows' objects are gone (row id -> s3://bucket/key), for gallery check."""
-    missing = {}
-    for id_, where in in_place.items():
-        name = f"s3://{where.bucket}/{where.key}"
+    clients = endpoints()
+
+    def gone(where: ObjectLocation) -> bool:
         try:
-            with s3_errors(name):
-                endpoints().client(where.endpoint).stat_object(where.bucket, where.key)
+            with s3_errors(f"s3://{where.bucket}/{where.key}"):
+                clients.client(where.endpoint).stat_object(where.bucket, where.key)
         except NotFound:
-            missing[id_] = name
-    return missing
+            return True
+        return False
+
+    with ThreadPoolExecutor(STAT_THREADS, thread_name_prefix="bucket-check") as pool:
+        flags = pool.map(gone, in_place.values())
+        return {
+            id_: f"s3://{w.bucket}/{w.key}"
+            for (id_, w), missing in zip(in_place.items(), flags, strict=True)
+            if missing
+        }

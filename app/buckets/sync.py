@@ -23,7 +23,7 @@ from minio import Minio
 
 from app.buckets.catalog import Catalog, Known, SourceRecord
 from app.buckets.changes import Changes, Tally
-from app.buckets.listing import ObjectRef, is_image_key, list_images, stat_image
+from app.buckets.listing import ObjectRef, is_image_key, list_images, stat_images
 from app.config import Config
 from app.exceptions import LookalikeError
 from app.gallery.ingest import Outcome
@@ -190,11 +190,15 @@ class Syncer:
         """Bring single objects up to date (bucket events): each key is looked up in the
         bucket, so a late or repeated event does no harm. The checkpoint is left alone."""
         report = SyncReport(str(self.source.location))
+        wanted = [
+            k
+            for k in sorted(set(keys))
+            if self.source.location.contains(self.source.bucket, k) and is_image_key(k)
+        ]
         steps = []
-        for key in sorted(set(keys)):
-            if not self.source.location.contains(self.source.bucket, key) or not is_image_key(key):
-                continue
-            ref = stat_image(self.client, self.source.bucket, key)
+        for key, ref in zip(
+            wanted, stat_images(self.client, self.source.bucket, wanted), strict=True
+        ):
             known = self.catalog.known_one(self.source.id, key)
             step = _step(key, ref, known)
             if step is not None:
