@@ -228,5 +228,9 @@ def test_production_refuses_a_guessable_webhook_token(make_app, token: str) -> N
     from app.web.security import InsecureConfig
 
     with pytest.raises(InsecureConfig, match="S3_WEBHOOK_TOKEN"):
-        make_app(PRODUCTION=True, SECRET_KEY="k" * 40, S3_WEBHOOK_TOKEN=token,
-                 ADMIN_PASSWORD_HASH=generate_password_hash("x" * 20))
+        make_app(
+            PRODUCTION=True,
+            SECRET_KEY="k" * 40,
+            S3_WEBHOOK_TOKEN=token,
+            ADMIN_PASSWORD_HASH=generate_password_hash("x" * 20),
+        )
