@@ -61,7 +61,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from app import admin
+    from app import admin, buckets
     from app.api.routes import bp as api_bp
     from app.galleries import admin as galleries_admin
     from app.galleries import current as galleries
@@ -74,6 +74,7 @@ def register_blueprints(app: Flask) -> None:
     app.extensions["lookalike.csrf"].exempt(api_bp)
     app.register_blueprint(api_bp, url_prefix="/api")
     admin.init_app(app)
+    buckets.init_app(app)  # S3 clients, /api/hooks/s3, /admin/sources
     galleries_admin.init_app(app)
     galleries.init_app(app)  # last: /g/<gallery> twins of the routes above
 

@@ -55,6 +55,16 @@ class Config:
     S3_SECURE = False
     S3_REGION = ""
     STORAGE_TIMEOUT = 5.0
+    # Galleries indexed in place from a bucket (docs/buckets.md). More S3 servers by name:
+    # {"archive": {"endpoint": "host:9000", "access_key": "...", "secret_key": "..."}}.
+    S3_ENDPOINTS: dict = {}  # noqa: RUF012 - read only
+    # /images/<key> of an in-place image: "stream" relays it through the app; "redirect"
+    # sends the browser a presigned URL valid this many seconds (bucket reachable by it).
+    S3_SERVE = "stream"
+    S3_PRESIGN_SECONDS = 300
+    # The token MinIO's webhook sends to POST /api/hooks/s3: "" turns the hook off;
+    # "sha256:<hex>" keeps only its hash in the configuration.
+    S3_WEBHOOK_TOKEN = ""
     # Limits, in one place.
     MAX_CONTENT_LENGTH = 20 * 1024 * 1024  # bytes per request (Flask answers 413)
     MAX_IMAGE_PIXELS = 50_000_000  # refused from the header, before decoding

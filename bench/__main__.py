@@ -32,7 +32,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         help="a Milvus server URI to measure besides Lite")
     parser.add_argument("--sizes", default="", help="gallery sizes for the search suite")
     parser.add_argument("--gallery", type=int, default=0, help="gallery size for the latency suite")
-    parser.add_argument("--ingest-photos", type=int, default=0, help="photos for the ingest suite")
+    parser.add_argument("--ingest-photos", type=int, default=0,
+                        help="photos for the ingest and bucket suites")
     parser.add_argument("--no-compile", action="store_true", help="skip torch.compile modes")
     parser.add_argument("--max-autotune", action="store_true",
                         help="encoder-backends suite: also torch.compile max-autotune (slow)")
@@ -139,6 +140,15 @@ def run_ingest(ctx: Context) -> dict[str, Any]:
     return {**result, "run": run}
 
 
+def run_bucket(ctx: Context) -> dict[str, Any]:
+    from bench import bucket_speed
+
+    run = ctx.stamp()
+    count = ctx.args.ingest_photos or (16 if ctx.args.quick else 256)
+    result = bucket_speed.run(ctx.workdir, uri=ctx.lite_uri, count=count, repeats=ctx.repeats)
+    return {**result, "run": run}
+
+
 def run_box(ctx: Context) -> dict[str, Any]:
     from bench import box_search
     from bench.common import MOBILENET
@@ -169,7 +179,7 @@ def run_filtered(ctx: Context) -> dict[str, Any]:
 SUITES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "encoder": run_encoder, "encoder-backends": run_encoder_backends,
     "search": run_search, "latency": run_latency, "ingest": run_ingest,
-    "box": run_box, "filtered": run_filtered,
+    "box": run_box, "filtered": run_filtered, "bucket": run_bucket,
 }
 
 

@@ -17,12 +17,13 @@ ID = "a" * 64
 
 
 def admin_rules(app) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    """Every (method, url) of the admin blueprint, with sample values for parameters."""
+    """Every (method, url) of the admin blueprints, with sample values for parameters."""
     found = []
     for rule in app.url_map.iter_rules():
-        if not rule.endpoint.startswith("admin.") or rule.endpoint == "admin.login":
+        if rule.endpoint.split(".")[0] not in ("admin", "admin_sources") \
+                or rule.endpoint == "admin.login":
             continue
-        url = rule.rule.replace("<id_>", ID)
+        url = rule.rule.replace("<id_>", ID).replace("<int:source_id>", "1")
         found += [(method, url) for method in sorted(rule.methods - {"HEAD", "OPTIONS"})]
     return found
 

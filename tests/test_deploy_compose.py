@@ -139,3 +139,11 @@ def test_the_image_installs_the_pinned_torch_from_the_cpu_index() -> None:
     assert re.search(r"^torch==\S+$", requirements, re.M)
     assert re.search(r"^torchvision==\S+$", requirements, re.M)
     assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]' in dockerfile
+
+
+def test_minio_sends_bucket_events_to_the_app_with_its_token(compose: str) -> None:
+    services = resolved(compose)["services"]
+    minio, web = services["minio"]["environment"], services["web"]["environment"]
+    assert minio["MINIO_NOTIFY_WEBHOOK_ENABLE_lookalike"] == "on"
+    assert minio["MINIO_NOTIFY_WEBHOOK_ENDPOINT_lookalike"] == "http://web:8000/api/hooks/s3"
+    assert minio["MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_lookalike"] == web["LOOKALIKE_S3_WEBHOOK_TOKEN"]

@@ -18,21 +18,40 @@ from app.galleries.current import gallery_option, job_files
 gallery_cli = AppGroup("gallery", help="Add images to the gallery.")
 
 
+def _path_or_location() -> click.ParamType:
+    # Importing app.cli.buckets also adds `gallery sync` and `gallery sources` to this group.
+    from app.cli.buckets import PathOrLocation
+
+    return PathOrLocation()
+
+
 @gallery_cli.command("add")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=_path_or_location())
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="CSV of path,label[,metadata...] (paths relative to the CSV).")
+              help="CSV of path,label[,metadata...] (paths relative to the CSV); "
+                   "for s3:// a CSV of key,label.")
 @click.option("--label-from-folder", is_flag=True,
               help="Use each image's folder name as its label.")
+@click.option("--label-meta", default="", help="s3:// only: label from this user metadata "
+              "(x-amz-meta-NAME).")
+@click.option("--endpoint", default="", help="s3:// only: a named endpoint of S3_ENDPOINTS.")
 @click.option("--batch-size", type=int, default=None, help="Images per model batch.")
 @click.option("--wait/--no-wait", default=True, help="Wait for the index to cover the new rows.")
 @gallery_option
 def gallery_add(paths: tuple[Path, ...], labels: Path | None, label_from_folder: bool,
-                batch_size: int | None, wait: bool) -> None:
-    """Add image files, folders (recursive) and .zip archives to the gallery.
+                label_meta: str, endpoint: str, batch_size: int | None, wait: bool) -> None:
+    """Add image files, folders (recursive) and .zip archives to the gallery, or index
+    s3://BUCKET/PREFIX in place (docs/buckets.md).
 
     Safe to re-run after an interruption: images already indexed are skipped.
     """
+    if any(isinstance(p, str) for p in paths):
+        from app.cli.buckets import add_locations
+
+        if not all(isinstance(p, str) for p in paths):
+            fail(LookalikeError("Give either local paths or s3:// locations, not both."))
+        return add_locations(list(paths), labels=labels, label_from_folder=label_from_folder,
+                             label_meta=label_meta, endpoint=endpoint)
     from app.extensions import encoder, images, vectors
     from app.gallery.ingest import ADDED, DUPLICATE, Ingestor
     from app.gallery.sources import Labels, collect
@@ -79,6 +98,7 @@ def gallery_check(repair: bool) -> None:
     rows whose original is gone (an interrupted delete), delete thumbnails of
     nothing and make missing thumbnails again. Exits 1 when problems remain.
     """
+    from app.buckets.service import missing_objects
     from app.extensions import encoder, gallery, images, servings, vectors
     from app.galleries.service import ids_elsewhere
     from app.gallery import check
@@ -89,7 +109,7 @@ def gallery_check(repair: bool) -> None:
         with gallery_writes(job_files(), timeout=600):
             # Originals held by another gallery are not unfinished adds to this one.
             elsewhere = ids_elsewhere(gallery(), servings())
-            report = check.check(vectors(), images(), held_elsewhere=elsewhere)
+            report = check.check(vectors(), images(), missing_objects, held_elsewhere=elsewhere)
             _print_check(report)
             if repair and not report.consistent:
                 ingestor = Ingestor(encoder(), vectors(), images(),
@@ -101,7 +121,8 @@ def gallery_check(repair: bool) -> None:
                            f"{done.thumbs_deleted} thumbnails, made {done.thumbs_made} thumbnails.")
                 for outcome in done.indexed.rejected:
                     click.echo(f"  could not index {outcome.name}: {outcome.reason}")
-                report = check.check(vectors(), images(), held_elsewhere=elsewhere)
+                report = check.check(vectors(), images(), missing_objects,
+                                     held_elsewhere=elsewhere)
                 _print_check(report)
     except LookalikeError as error:
         fail(error)
@@ -115,7 +136,8 @@ def _print_check(report) -> None:  # type: ignore[no-untyped-def]
     problems = [("originals without a row", report.unindexed),
                 ("rows without an original", report.missing_originals),
                 ("thumbnails of nothing", report.orphan_thumbs),
-                ("originals without a thumbnail", report.missing_thumbs)]
+                ("originals without a thumbnail", report.missing_thumbs),
+                ("rows whose bucket object is gone", list(report.missing_objects.values()))]
     for what, items in problems:
         if items:
             shown = ", ".join(items[:5]) + (" ..." if len(items) > 5 else "")

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Set
 from dataclasses import dataclass, field
+from typing import Any
 
+from app.buckets.inplace import location_of
 from app.exceptions import InvalidImage, NotFound
 from app.gallery import imaging
 from app.gallery.ingest import Ingestor, Report
@@ -31,11 +33,13 @@ class CheckReport:
     missing_originals: list[str] = field(default_factory=list)  # row ids without an original
     orphan_thumbs: list[str] = field(default_factory=list)  # thumbnails without an original
     missing_thumbs: list[str] = field(default_factory=list)  # original keys without a thumbnail
+    # Rows of images indexed in place (app/buckets) whose bucket object is gone: id -> s3://...
+    missing_objects: dict[str, str] = field(default_factory=dict)
 
     @property
     def consistent(self) -> bool:
         return not (self.unindexed or self.missing_originals or self.orphan_thumbs
-                    or self.missing_thumbs)
+                    or self.missing_thumbs or self.missing_objects)
 
 
 @dataclass(frozen=True)
@@ -46,27 +50,40 @@ class RepairReport:
     thumbs_made: int
 
 
-def check(vectors: VectorStore, images: ImageStore, *,
+def check(vectors: VectorStore, images: ImageStore,
+          missing_in_place: Callable[[dict[str, Any]], dict[str, str]] | None = None, *,
           held_elsewhere: Set[str] = frozenset()) -> CheckReport:
     """Compare every row with every stored object (ids only: flat in memory).
 
     Originals are shared between galleries: one whose id another gallery holds
-    (``held_elsewhere``) is not an unfinished add to this one.
+    (``held_elsewhere``) is not an unfinished add to this one. Rows of in-place
+    images (their original in a bucket, app/buckets) have no original here;
+    ``missing_in_place`` (id -> location, for those rows) says which of their
+    objects are gone.
     """
-    rows = {entry.id: entry.key for entry in vectors.iterate()}
+    rows, in_place = {}, {}
+    for entry in vectors.iterate():
+        where = location_of(entry.metadata)
+        rows[entry.id] = entry.key
+        if where is not None:
+            in_place[entry.id] = where
     originals = {name[len(ORIGINALS):] for name in images.names(ORIGINALS)}
     thumbs = set(images.names(THUMBS))
     by_hash = {key_id(key): key for key in originals}
     expected_thumbs = {thumb_name(key): key for key in originals}
+    expected_thumbs.update((thumb_name(rows[i]), rows[i]) for i in in_place)
     return CheckReport(
         rows=len(rows),
         originals=len(originals),
         thumbs=len(thumbs),
         unindexed=sorted(key for digest, key in by_hash.items()
                          if digest not in rows and digest not in held_elsewhere),
-        missing_originals=sorted(i for i, key in rows.items() if key not in originals),
+        missing_originals=sorted(i for i, key in rows.items()
+                                 if key not in originals and i not in in_place),
         orphan_thumbs=sorted(thumbs - expected_thumbs.keys()),
-        missing_thumbs=sorted(key for name, key in expected_thumbs.items() if name not in thumbs),
+        missing_thumbs=sorted(key for name, key in expected_thumbs.items()
+                              if name not in thumbs and key_id(key) not in in_place),
+        missing_objects=missing_in_place(in_place) if missing_in_place and in_place else {},
     )
 
 
@@ -75,6 +92,9 @@ def repair(report: CheckReport, ingestor: Ingestor,
     images, vectors = ingestor.images, ingestor.vectors
     indexed = ingestor.run(stored_sources(images, report.unindexed), on_outcome)
     vectors.delete(report.missing_originals)
+    for id_ in report.missing_objects:  # in-place rows whose object is gone, thumbnail first
+        images.delete(f"{THUMBS}{id_}.jpg")
+    vectors.delete(list(report.missing_objects))
     made = 0
     for key in report.missing_thumbs:
         try:
@@ -85,7 +105,8 @@ def repair(report: CheckReport, ingestor: Ingestor,
         made += 1
     for name in report.orphan_thumbs:
         images.delete(name)
-    return RepairReport(indexed, len(report.missing_originals), len(report.orphan_thumbs), made)
+    return RepairReport(indexed, len(report.missing_originals) + len(report.missing_objects),
+                        len(report.orphan_thumbs), made)
 
 
 def stored_sources(images: ImageStore, keys: list[str]) -> Iterator[Source]:

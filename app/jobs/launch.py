@@ -142,6 +142,7 @@ def run_here(
 
 def _execute(app: Flask, progress: Progress, batch_size: int | None) -> JobState:
     """Reach Milvus and the image store, then run the job; an unreachable one fails it."""
+    from app.buckets.originals import reader
     from app.extensions import build_encoder, images
     from app.vectors.connect import connect_milvus
 
@@ -150,7 +151,7 @@ def _execute(app: Flask, progress: Progress, batch_size: int | None) -> JobState
             connect_milvus(app, alias=extensions.gallery().alias), images(),
             load=lambda name: build_encoder(app, name),
             progress=progress, batch_size=batch_size or int(app.config["BATCH_SIZE"]),
-            max_pixels=int(app.config["MAX_IMAGE_PIXELS"]),
+            max_pixels=int(app.config["MAX_IMAGE_PIXELS"]), read_in_place=reader(app),
         )
     except LookalikeError as exc:
         return progress.finish("failed", error=exc.message)

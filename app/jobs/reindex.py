@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from app.buckets.inplace import ObjectLocation, location_of
 from app.config import Config
 from app.exceptions import BadRequest, LookalikeError, NotFound
 from app.gallery.ingest import REJECTED, Ingestor, Outcome
@@ -119,9 +120,11 @@ class Reindexer:
         progress: Progress,
         batch_size: int = 0,
         max_pixels: int = Config.MAX_IMAGE_PIXELS,
+        read_in_place: Callable[[ObjectLocation], bytes] | None = None,
     ) -> None:
         self.vectors = vectors  # reached through the serving alias
         self.images = images
+        self.read_in_place = read_in_place  # originals that stay in a bucket (app/buckets)
         self.load = load
         self.progress = progress
         self.batch_size = batch_size
@@ -223,11 +226,16 @@ class Reindexer:
         return dropped
 
     def _source(self, entry: Entry) -> Source:
+        where = location_of(entry.metadata)
+
         def read() -> bytes:
             try:
+                if where is not None and self.read_in_place is not None:
+                    return self.read_in_place(where)
                 return self.images.get(original_name(entry.key))
-            except NotFound:
-                raise BadRequest("the original is missing from the image store") from None
+            except NotFound as exc:
+                raise BadRequest(exc.message if where else
+                                 "the original is missing from the image store") from None
 
         return Source(entry.key, read, entry.label, entry.metadata)
 

@@ -22,7 +22,12 @@ ONE_YEAR = 365 * 24 * 3600
 def image(key: str) -> Response:
     _check(key)
     extension = key.rsplit(".", 1)[1]
-    return _serve(original_name(key), imaging.MIME_TYPES[extension], key)
+    try:
+        return _serve(original_name(key), imaging.MIME_TYPES[extension], key)
+    except NotFound:  # not in our store: an image indexed in place from a bucket?
+        from app.buckets.originals import serve_in_place
+
+        return serve_in_place(key, imaging.MIME_TYPES[extension])
 
 
 @bp.get("/thumbs/<key>")

@@ -180,6 +180,8 @@ def metadata_json(conditions: tuple[MetadataCondition, ...]) -> dict[str, Any]:
 def _condition(key: str, value: Any) -> MetadataCondition:
     if not KEY_PATTERN.fullmatch(key):
         raise BadRequest(f"metadata key {key[:70]!r} must be 1-64 letters, digits or _.")
+    if key.startswith("_"):  # Lookalike's own (app/buckets/inplace.py), never filtered on
+        raise BadRequest(f"metadata key {key!r}: keys starting with _ are reserved.")
     if isinstance(value, dict):
         unknown = sorted(set(value) - set(RANGE_OPERATORS))
         if unknown or not value:

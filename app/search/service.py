@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from app.buckets.inplace import public_metadata
 from app.exceptions import NotFound
 from app.gallery import imaging
 from app.gallery.keys import is_valid_key, key_id, original_name
@@ -165,7 +166,8 @@ def _why_empty(
 
 
 def _matches(hits: list[Hit], offset: int = 0) -> list[Match]:
-    return [Match(offset + i + 1, h.key, round(h.score, 4), h.label, h.metadata)
+    # Reserved keys (an in-place image's bucket location, app/buckets/inplace.py) stay inside.
+    return [Match(offset + i + 1, h.key, round(h.score, 4), h.label, public_metadata(h.metadata))
             for i, h in enumerate(hits)]
 
 
