@@ -27,6 +27,8 @@ def lock_path(folder: Path, source: SourceRecord) -> Path:
 
 def start_sync(app: Flask, catalog: Catalog, source: SourceRecord, folder: Path) -> int:
     """Start a sync process for ``source``; returns its pid. JobRunning if one runs."""
+    from app.extensions import gallery
+
     if is_locked(lock_path(folder, source)):
         raise JobRunning(f"A sync of {source.location} is already running.")
     catalog.update(source.id, phase="queued", done=0, message="starting the sync process")
@@ -39,6 +41,8 @@ def start_sync(app: Flask, catalog: Catalog, source: SourceRecord, folder: Path)
         "gallery",
         "sync",
         str(source.location),
+        "--gallery",
+        gallery().name,
     ]
     with open(Path(app.instance_path) / f"bucket-sync-{source.id}.log", "ab") as output:
         child = subprocess.Popen(

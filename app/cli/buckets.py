@@ -14,6 +14,7 @@ from tqdm import tqdm
 from app.cli import fail
 from app.cli.gallery import gallery_cli
 from app.exceptions import LookalikeError
+from app.galleries.current import gallery_option
 
 
 class PathOrLocation(click.ParamType):
@@ -63,6 +64,7 @@ def add_locations(
     is_flag=True,
     help="Start from the first key instead of resuming an interrupted sync.",
 )
+@gallery_option
 def gallery_sync(location: str, dry_run: bool, restart: bool) -> None:
     """Index new and changed objects of a bucket source and remove rows of gone ones.
 
@@ -79,6 +81,7 @@ def gallery_sync(location: str, dry_run: bool, restart: bool) -> None:
 
 
 @gallery_cli.command("sources")
+@gallery_option
 def gallery_sources() -> None:
     """List the bucket sources of the gallery with their counters."""
     from app.buckets import service
