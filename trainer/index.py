@@ -49,6 +49,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if result["switched"]:
         print(f"The alias {result['alias']!r} now serves {result['collection']} "
               f"(previous: {result['previous'] or 'none'}).")
+    print(f"Copy threshold: {result['copy_threshold']}")
     if app.config["MODEL"] != model:
         print(f"Set LOOKALIKE_MODEL={model} so that the next reindex keeps this model.")
     return result
@@ -67,6 +68,7 @@ def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int 
     """Fill a new collection stamped with ``model``, index it, and move the alias to it."""
     from tqdm import tqdm
 
+    from app.copies.service import calibrate_new_collection
     from app.extensions import build_encoder, images
     from app.gallery.ingest import REJECTED, Ingestor, Report
     from app.serving import stamp_of
@@ -86,6 +88,10 @@ def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int 
     switched = switch_collection(vectors, stamp_of(encoder), fill,
                                  files=JobFiles(app.instance_path), steps=PrintedSteps(),
                                  switch=switch)
+    calibrated = calibrate_new_collection(
+        encoder, vectors, switched.collection, images(),
+        sample=int(app.config["COPY_CALIBRATION_SAMPLE"]),
+        max_pixels=int(app.config["MAX_IMAGE_PIXELS"]))
     report = reports[0]
     return {
         "alias": vectors.alias, "collection": switched.collection,
@@ -94,6 +100,7 @@ def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int 
         "rejected": sum(1 for o in report.outcomes if o.status == REJECTED),
         "rows": vectors.count(switched.collection),
         "seconds": round(time.monotonic() - started, 1),
+        "copy_threshold": calibrated.describe() if calibrated else "default (not calibrated)",
     }
 
 

@@ -90,6 +90,16 @@ def operating_at(positives: np.ndarray, negatives: np.ndarray, threshold: float)
     return Operating(threshold, precision, tp / len(positives) if len(positives) else 0.0)
 
 
+def drop_likely_copies(positives: np.ndarray, negatives: np.ndarray) -> tuple[np.ndarray, int]:
+    """Negatives without the pairs that score like a typical synthetic copy (at or above
+    the median copy score): those are most likely copies already in the gallery, which
+    would otherwise push the threshold above the very copies it is meant to find.
+    Returns the rest and how many were dropped."""
+    cut = float(np.median(positives))
+    kept = negatives[negatives < cut]
+    return kept, int(len(negatives) - len(kept))
+
+
 def sample_entries(store: VectorStore, size: int, *, seed: int = 0) -> list[Entry]:
     """Up to ``size`` rows drawn uniformly (reservoir sampling over one pass of ids)."""
     rng = random.Random(seed)
@@ -171,6 +181,7 @@ def calibrate(
     say("scoring nearest distinct gallery images")
     negatives = neighbour_scores(store, originals, [e.id for e in kept])
     pos = np.concatenate(list(positives.values()))
+    negatives, suspected = drop_likely_copies(pos, negatives)
     point = choose_threshold(pos, negatives)
     return Calibration(
         threshold=round(point.threshold, 6),
@@ -180,6 +191,7 @@ def calibrate(
         originals=len(kept),
         copies=len(pos),
         negatives=len(negatives),
+        suspected=suspected,
         model=encoder.name,
         date=datetime.now(UTC).isoformat(timespec="seconds"),
     )

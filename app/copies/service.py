@@ -7,6 +7,7 @@ collection's threshold and the gallery's "not duplicates" marks.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from app.copies.calibrate import calibrate
@@ -14,9 +15,12 @@ from app.copies.finder import Progress, find_groups
 from app.copies.marks import Marks
 from app.copies.report import DuplicateReport, build_report
 from app.copies.threshold import Calibration, read_calibration, write_calibration
+from app.exceptions import LookalikeError
 from app.gallery.storage import ImageStore
 from app.model.encoder import Encoder
 from app.vectors.store import VectorStore
+
+log = logging.getLogger(__name__)
 
 
 def calibrate_and_store(
@@ -55,3 +59,30 @@ def duplicates(
         on_progress=on_progress,
     )
     return build_report(found, calibration, images, threshold)
+
+
+def calibrate_new_collection(
+    encoder: Encoder,
+    vectors: VectorStore,
+    collection: str,
+    images: ImageStore,
+    *,
+    sample: int,
+    max_pixels: int,
+) -> Calibration | None:
+    """Calibrate a collection a reindex or ``trainer index`` just built; None (and a
+    warning) when it cannot be done, since the index itself is fine without it."""
+    if sample <= 0:
+        return None
+    pinned = VectorStore(
+        vectors.client,
+        collection,
+        params=vectors.params,
+        lite=vectors.lite,
+        timeout=vectors.timeout,
+    )
+    try:
+        return calibrate_and_store(encoder, pinned, images, sample=sample, max_pixels=max_pixels)
+    except LookalikeError as exc:
+        log.warning("the copy threshold of %s was not calibrated: %s", collection, exc.message)
+        return None

@@ -35,6 +35,7 @@ class Calibration:
     originals: int = 0  # gallery images sampled
     copies: int = 0  # synthetic copy pairs scored
     negatives: int = 0  # distinct gallery pairs scored (nearest neighbours)
+    suspected: int = 0  # neighbour pairs left out as likely real copies (calibrate.py)
     model: str = ""
     date: str = ""
 

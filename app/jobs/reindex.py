@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from app.config import Config
+from app.copies.service import calibrate_new_collection
 from app.exceptions import BadRequest, LookalikeError, NotFound
 from app.gallery.ingest import REJECTED, Ingestor, Outcome
 from app.gallery.keys import key_id, original_name
@@ -119,8 +120,10 @@ class Reindexer:
         progress: Progress,
         batch_size: int = 0,
         max_pixels: int = Config.MAX_IMAGE_PIXELS,
+        copy_sample: int = Config.COPY_CALIBRATION_SAMPLE,
     ) -> None:
         self.vectors = vectors  # reached through the serving alias
+        self.copy_sample = copy_sample  # images the copy threshold is calibrated on
         self.images = images
         self.load = load
         self.progress = progress
@@ -162,6 +165,9 @@ class Reindexer:
         new = switch_collection(self.vectors, stamp_of(encoder), fill, files=p.files,
                                 steps=JobSteps(self, encoder)).collection
         self.drop_leftovers(new)
+        p.set(message="calibrating the copy threshold")
+        calibrate_new_collection(encoder, self.vectors, new, self.images,
+                                 sample=self.copy_sample, max_pixels=self.max_pixels)
         expected = p.state.total - p.state.failed
         rows = self.vectors.count(new)
         note = "" if rows >= expected else f" ({expected - rows} fewer rows than expected)"
