@@ -41,7 +41,8 @@ def planted(tmp_path: Path, photos) -> dict[str, bytes]:  # type: ignore[no-unty
 
 
 def smaller(data: bytes, size: int, *, quality: int) -> bytes:
-    image = Image.open(io.BytesIO(data)).convert("RGB").resize((size, size))
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    image.thumbnail((size, size))  # keeps the aspect: a resized copy, not a distorted one
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()

@@ -13,6 +13,8 @@ from typing import Any
 
 from werkzeug.datastructures import FileStorage
 
+from app.copies.threshold import read_calibration
+from app.copies.upload import CopyCheck
 from app.exceptions import BadRequest, LookalikeError, NotFound
 from app.gallery.ingest import REJECTED, Ingestor, Outcome, Report
 from app.gallery.keys import original_name, thumb_name
@@ -155,13 +157,15 @@ def upload_sources(
 
 def add_images(
     sources: list[Source], rejected: list[Outcome], *, serving: Serving, images: ImageStore,
-    files: JobFiles, batch_size: int, max_pixels: int,
+    files: JobFiles, batch_size: int, max_pixels: int, reject_copies: bool = False,
 ) -> Report:
-    """Ingest uploads with the same pipeline as ``gallery add``."""
+    """Ingest uploads with the same pipeline as ``gallery add``; each new image that is a
+    copy of one in the gallery says so (or is refused, with ``reject_copies``)."""
     with gallery_writes(files):
         snap = serving.snapshot(fresh=True)
+        copies = CopyCheck(read_calibration(snap.vectors).threshold, reject_copies)
         report = Ingestor(snap.encoder, snap.vectors, images, batch_size=batch_size,
-                          max_pixels=max_pixels).run(sources)
+                          max_pixels=max_pixels, copies=copies).run(sources)
     return Report(rejected + report.outcomes)
 
 

@@ -116,6 +116,11 @@ def current_calibration() -> Calibration:
     return cache.get(snap.vectors, snap.collection)
 
 
+def copy_threshold() -> float:
+    """The score from which a search result is marked as a copy of the query."""
+    return current_calibration().threshold
+
+
 def forget_cached() -> None:
     """Drop this process's cached calibrations (after calibrating)."""
     from flask import current_app, has_app_context
