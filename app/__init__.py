@@ -72,6 +72,9 @@ def register_blueprints(app: Flask) -> None:
     app.extensions["lookalike.csrf"].exempt(api_bp)
     app.register_blueprint(api_bp, url_prefix="/api")
     admin.init_app(app)
+    from app.copies.routes import bp as duplicates_bp
+
+    app.register_blueprint(duplicates_bp)  # /admin/duplicates, behind the admin login
 
 
 def register_errorhandlers(app: Flask) -> None:

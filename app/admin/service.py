@@ -55,6 +55,7 @@ class Overview:
     rollback_model: str = ""
     last_reindex: JobState | None = None
     milvus_warning: str = ""  # why the gallery is on Milvus Lite, whose search slows with size
+    copy_threshold: str = ""  # calibrated threshold and its figures, or "default (not calibrated)"
 
     @property
     def model_differs(self) -> bool:
@@ -108,6 +109,7 @@ def _overview(
                       "ef": store.params.ef},
         index_state=info.index_state, rollback_to=target,
         rollback_model=target_stamp.name if target_stamp else "", last_reindex=last,
+        copy_threshold=read_calibration(store, info.collection).describe(),
     )
 
 

@@ -155,3 +155,23 @@ def as_json(report: DuplicateReport) -> str:
     for group, raw in zip(report.groups, data["groups"], strict=True):
         raw["scores"] = [{"a": a, "b": b, "score": s} for a, b, s in group.scores]
     return json.dumps(data, indent=1)
+
+
+def report_from_json(data: dict) -> DuplicateReport:
+    """A report as ``as_json`` wrote it (the admin page keeps the last one in a file)."""
+    groups = [
+        Group(
+            [Member(**m) for m in g["members"]],
+            g["keep"],
+            [(s["a"], s["b"], s["score"]) for s in g["scores"]],
+        )
+        for g in data["groups"]
+    ]
+    return DuplicateReport(
+        data["threshold"],
+        data["calibrated"],
+        groups,
+        data["scanned"],
+        data["method"],
+        data["seconds"],
+    )
