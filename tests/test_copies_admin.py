@@ -10,7 +10,6 @@ from PIL import Image
 
 from app.gallery.imaging import content_hash
 from app.gallery.keys import original_name, thumb_name
-from tests.admin_fixtures import log_in
 from tests.helpers import wait_until
 
 pytest_plugins = ["tests.admin_fixtures"]
