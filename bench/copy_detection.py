@@ -61,7 +61,17 @@ def _nearest_other(base: np.ndarray, k: int) -> np.ndarray:
 
 
 def run(*, quick: bool = False, seed: int = 0) -> dict[str, Any]:
-    import imagehash  # the baseline; requirements-eval.txt
+    try:
+        import imagehash  # the baseline; requirements-eval.txt
+    except ImportError:
+        return {"skipped": f"imagehash is not installed ({INSTALL})"}
+    missing = [
+        str(p)
+        for p in (MOBILENET / "config.json", GROCERY / "train.txt", IMAGENETTE)
+        if not p.exists()
+    ]
+    if missing:
+        return {"skipped": f"the shared model or data is absent: {', '.join(missing)}"}
 
     from app.model.encoder import Encoder
 
