@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import copies_report
 from bench.models import VIT_S14
 
 TARGETS = {
@@ -57,7 +58,9 @@ def render(r: dict[str, Any]) -> str:
     ]
     for name, section in (("encoder", encoder), ("encoder-backends", backends),
                           ("search", search), ("latency", latency), ("ingest", ingest),
-                          ("box", box), ("filtered", filtered)):
+                          ("box", box), ("filtered", filtered),
+                          ("duplicates", copies_report.duplicates),
+                          ("copies", copies_report.copies)):
         if name in r:
             lines += section(r[name])
             if name == "search" and "embedded_server" in r:
