@@ -26,7 +26,7 @@ from app.vectors.calls import milvus_call
 from app.vectors.store import RADIUS_MARGIN, VectorStore
 
 EXACT_MAX_ROWS = 20_000  # above this the range search is faster (BENCHMARKS.md)
-BLOCK = 1024  # rows per block of the exact product
+BLOCK_SCORES = 16_000_000  # scores per block of the exact product (64 MB of float32)
 BATCH = 256  # query vectors per range search call
 NEIGHBOURS = 16  # hits asked per range query; more are asked again when all are copies
 MAX_NEIGHBOURS = 1024
@@ -151,14 +151,15 @@ def _exact_pairs(
         return []
     matrix = np.concatenate(parts)
     pairs: list[Pair] = []
-    for start in range(0, len(ids), BLOCK):
-        block = matrix[start : start + BLOCK] @ matrix[start:].T
+    step = max(1, min(1024, BLOCK_SCORES // len(ids)))
+    for start in range(0, len(ids), step):
+        block = matrix[start : start + step] @ matrix[start:].T
         qi, cj = np.nonzero(block >= threshold)
         for i, j in zip(qi.tolist(), cj.tolist(), strict=True):
             a, b = start + i, start + j
             if b > a:
                 pairs.append(_pair(ids[a], ids[b], float(block[i, j])))
-        progress(len(ids) // 2 + min(len(ids), start + BLOCK) // 2, total)
+        progress(len(ids) // 2 + min(len(ids), start + step) // 2, total)
     return pairs
 
 
