@@ -109,8 +109,15 @@ def _overview(
                       "ef": store.params.ef},
         index_state=info.index_state, rollback_to=target,
         rollback_model=target_stamp.name if target_stamp else "", last_reindex=last,
-        copy_threshold=read_calibration(store, info.collection).describe(),
+        copy_threshold=_copy_threshold(store, info.collection),
     )
+
+
+def _copy_threshold(store: VectorStore, collection: str) -> str:
+    try:
+        return read_calibration(store, collection).describe()
+    except LookalikeError as exc:
+        return f"unknown ({exc.message})"
 
 
 def _health(check: Any, detail: str) -> Health:
