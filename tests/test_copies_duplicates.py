@@ -110,6 +110,7 @@ def test_not_duplicates_marks_survive_a_new_run_and_a_reindex(
     assert duplicates(runner)["groups"] == []
     rebuilt = runner.invoke(args=["index", "rebuild"])
     assert rebuilt.exit_code == 0, rebuilt.output
+    assert "(precision" in runner.invoke(args=["index", "status"]).output  # calibrated again
     assert duplicates(runner)["groups"] == []
     # A new copy of the same picture is not covered by the mark.
     again = tmp_path / "again" / "reposts"
