@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from app.copies.calibrate import NEIGHBOURS, choose_threshold, copy_scores, drop_likely_copies
+from app.copies.calibrate import (
+    NEIGHBOURS,
+    choose_threshold,
+    copy_scores,
+    drop_likely_copies,
+    hard_negatives,
+)
 from app.copies.transforms import ALL_KINDS, HELD_OUT_KINDS, TRAINING_KINDS, make_copies
 from bench.common import GROCERY, MOBILENET, SHARED
 
@@ -55,9 +61,10 @@ def _load(paths: list[Path]) -> list[Image.Image]:
 
 
 def _nearest_other(base: np.ndarray, k: int) -> np.ndarray:
+    """Each row's ``k`` nearest other rows (indices), as the app's neighbour search."""
     scores = base @ base.T
     np.fill_diagonal(scores, -np.inf)
-    return np.sort(scores, axis=1)[:, -k:].ravel()
+    return np.argsort(scores, axis=1)[:, -k:]
 
 
 def run(*, quick: bool = False, seed: int = 0) -> dict[str, Any]:
@@ -86,12 +93,14 @@ def run(*, quick: bool = False, seed: int = 0) -> dict[str, Any]:
 
     # Calibration, as the app does it (numpy neighbours instead of Milvus).
     cal_images = [images[i] for i in cal_idx]
-    cal_base, cal_pos = copy_scores(encoder, cal_images, seed=seed)
+    cal_base, cal_pos, cal_copies = copy_scores(encoder, cal_images, seed=seed)
     cal_all = np.concatenate(list(cal_pos.values()))
-    cal_neg, suspected = drop_likely_copies(cal_all, _nearest_other(cal_base, NEIGHBOURS))
+    near = _nearest_other(cal_base, NEIGHBOURS)
+    all_neg = hard_negatives(cal_base, cal_copies, [cal_base[i] for i in near])
+    cal_neg, suspected = drop_likely_copies(cal_all, all_neg)
     point = choose_threshold(cal_all, cal_neg)
     threshold = point.threshold
-    unfiltered = choose_threshold(cal_all, _nearest_other(cal_base, NEIGHBOURS)).threshold
+    unfiltered = choose_threshold(cal_all, all_neg).threshold
 
     # Test: every pair of the test split.
     test_images = [images[i] for i in test_idx]

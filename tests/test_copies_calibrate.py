@@ -92,7 +92,8 @@ def test_calibrating_a_small_gallery_stores_its_threshold_and_figures(
     assert stored.recall is not None and 0.0 <= stored.recall <= 1.0
     assert stored.originals == 6
     assert stored.copies == 6 * len(TRAINING_KINDS)
-    assert stored.negatives == 6 * 5  # every other image is a neighbour in a gallery of 6
+    # In a gallery of 6 every other image is a neighbour, of the original and of each copy.
+    assert stored.negatives + stored.suspected == 6 * 5 * (1 + len(TRAINING_KINDS))
     assert stored.model and stored.date
     status = runner.invoke(args=["index", "status"])
     assert f"{stored.threshold:.4f} (precision" in status.output

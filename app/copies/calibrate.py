@@ -2,14 +2,16 @@
 
 A sample of gallery images (a few hundred at most) is copied in every
 ``TRAINING_KINDS`` way; originals and copies go through ``Encoder.embed``, the one
-preprocessing path. Copy pairs are the positives; the negatives are each sampled
-image's nearest *other* gallery images (hardest first: other shots of the same
-product or scene, similar but not copies). The stored threshold is the lowest score
-at which at least ``TARGET_PRECISION`` of the pairs above it are copies.
+preprocessing path. Copy pairs are the positives; the negatives are the sampled
+image and each of its copies against the image's nearest *other* gallery images
+(hardest first: other shots of the same product or scene, similar but not copies).
+The stored threshold is the lowest score at which at least ``TARGET_PRECISION`` of
+the pairs above it are copies.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -27,6 +29,7 @@ from app.gallery import imaging
 from app.gallery.keys import original_name
 from app.gallery.storage import ImageStore
 from app.model.encoder import Encoder
+from app.vectors.calls import milvus_call
 from app.vectors.records import Entry
 from app.vectors.store import VectorStore
 
@@ -118,9 +121,11 @@ def copy_scores(
     *,
     seed: int = 0,
     kinds: dict[str, Transform] = TRAINING_KINDS,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Embeddings of the originals, and each kind's copy-to-original scores."""
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Embeddings of the originals, each kind's copy-to-original scores, and the copies'
+    embeddings (originals x kinds x dim)."""
     originals: list[np.ndarray] = []
+    made_all: list[np.ndarray] = []
     scores: dict[str, list[float]] = {kind: [] for kind in kinds}
     chunk: list[Image.Image] = []
 
@@ -130,6 +135,7 @@ def copy_scores(
         vectors = encoder.embed([*chunk, *flat])
         base, made = vectors[: len(chunk)], vectors[len(chunk) :]
         originals.append(base)
+        made_all.append(made.reshape(len(chunk), len(kinds), -1))
         for i, pairs in enumerate(copies):
             for j, (kind, _) in enumerate(pairs):
                 scores[kind].append(float(made[i * len(kinds) + j] @ base[i]))
@@ -143,19 +149,55 @@ def copy_scores(
             chunk = []
     if chunk:
         flush(count)
-    stacked = np.concatenate(originals) if originals else np.zeros((0, encoder.dim), np.float32)
-    return stacked, {k: np.asarray(v, np.float32) for k, v in scores.items()}
+    if not originals:
+        empty = np.zeros((0, encoder.dim), np.float32)
+        return empty, {k: np.zeros(0, np.float32) for k in kinds}, empty[:, None, :]
+    return (
+        np.concatenate(originals),
+        {k: np.asarray(v, np.float32) for k, v in scores.items()},
+        np.concatenate(made_all),
+    )
 
 
-def neighbour_scores(
-    store: VectorStore, vectors: np.ndarray, ids: list[str], *, k: int = NEIGHBOURS
+def hard_negatives(
+    originals: np.ndarray, copies: np.ndarray, neighbours: list[np.ndarray]
 ) -> np.ndarray:
-    """Scores of each image's ``k`` nearest other gallery images."""
-    found: list[float] = []
+    """Scores of each sampled image, and of each of its copies, against the image's
+    nearest *other* gallery images (``neighbours[i]``: their vectors).
+
+    The copies count too because that is how copies meet the gallery: a copy at
+    upload, or in a duplicate pass, is compared with everything near its original,
+    so each copy brings its own set of hard negatives with its one positive.
+    """
+    found: list[np.ndarray] = []
+    for original, made, near in zip(originals, copies, neighbours, strict=True):
+        if len(near):
+            found += [near @ original, (made @ near.T).ravel()]
+    return np.concatenate(found).astype(np.float32) if found else np.zeros(0, np.float32)
+
+
+def neighbour_vectors(
+    store: VectorStore, vectors: np.ndarray, ids: list[str], *, k: int = NEIGHBOURS
+) -> list[np.ndarray]:
+    """The vectors of each image's ``k`` nearest other gallery images."""
+    found = []
     for vector, id_ in zip(vectors, ids, strict=True):
-        hits = store.search(vector, k + 1)
-        found += [h.score for h in hits if h.id != id_][:k]
-    return np.asarray(found, np.float32)
+        others = [h.id for h in store.search(vector, k + 1) if h.id != id_][:k]
+        found.append(_vectors(store, others))
+    return found
+
+
+@milvus_call("reading vectors")
+def _vectors(store: VectorStore, ids: list[str]) -> np.ndarray:
+    if not ids:
+        return np.zeros((0, 0), np.float32)
+    rows = store.client.query(
+        store.alias,
+        filter=f"id in {json.dumps(ids)}",
+        output_fields=["vector"],
+        timeout=store.timeout,
+    )
+    return np.asarray([r["vector"] for r in rows], np.float32)
 
 
 def calibrate(
@@ -177,9 +219,10 @@ def calibrate(
     kept, decoded = _decode_all(entries, images, max_pixels)
     if len(kept) < 2:
         raise BadRequest("Calibrating needs at least two readable images in the gallery.")
-    originals, positives = copy_scores(encoder, decoded, seed=seed)
-    say("scoring nearest distinct gallery images")
-    negatives = neighbour_scores(store, originals, [e.id for e in kept])
+    originals, positives, copies = copy_scores(encoder, decoded, seed=seed)
+    say("scoring the nearest other gallery images")
+    near = neighbour_vectors(store, originals, [e.id for e in kept])
+    negatives = hard_negatives(originals, copies, near)
     pos = np.concatenate(list(positives.values()))
     negatives, suspected = drop_likely_copies(pos, negatives)
     point = choose_threshold(pos, negatives)
