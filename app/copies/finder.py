@@ -25,7 +25,7 @@ from app.copies.marks import Separator
 from app.vectors.calls import milvus_call
 from app.vectors.store import RADIUS_MARGIN, VectorStore
 
-EXACT_MAX_ROWS = 20_000  # above this the range search is faster (BENCHMARKS.md)
+EXACT_MAX_ROWS = 100_000  # about where the range search catches up (BENCHMARKS.md, "9.")
 BLOCK_SCORES = 16_000_000  # scores per block of the exact product (64 MB of float32)
 BATCH = 256  # query vectors per range search call
 NEIGHBOURS = 16  # hits asked per range query; more are asked again when all are copies
