@@ -71,7 +71,11 @@ def copies(c: dict[str, Any]) -> list[str]:
             f"{e['recall']} | {e['false_pairs']} |"
         )
         for name, p in c["phash"][group].items():
-            label = f"pHash, Hamming ≤ {p['hamming']}" if "hamming" in p else f"pHash, {name}"
+            label = (
+                f"pHash, Hamming ≤ {p['hamming']} (equal precision)"
+                if "hamming" in p
+                else f"pHash, Hamming ≤ {name.split('<=')[-1]} (usual)"
+            )
             lines.append(
                 f"| {group} | {label} | {p['precision']} | {p['recall']} | {p['false_pairs']} |"
             )
