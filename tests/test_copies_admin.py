@@ -121,3 +121,29 @@ def test_a_group_not_in_the_report_is_refused(admin_client, planted) -> None:
 def test_the_overview_shows_the_copy_threshold(admin_client, planted) -> None:
     page = admin_client.get("/admin/").get_data(as_text=True)
     assert "(precision" in page and 'id="copy-threshold"' in page
+
+
+def test_one_search_at_a_time_and_a_dead_one_is_reported(tmp_path: Path) -> None:
+    import threading
+
+    from app.copies.job import DuplicateJob, DuplicatesRunning
+    from app.copies.report import DuplicateReport
+    from app.jobs.state import write_json
+
+    job = DuplicateJob(tmp_path, "gallery")
+    release = threading.Event()
+
+    def work(progress):  # type: ignore[no-untyped-def]
+        progress(1, 2)
+        release.wait(30)
+        return DuplicateReport(0.9, True, [], 2, "exact", 0.1)
+
+    job.start(work)
+    with pytest.raises(DuplicatesRunning):
+        job.start(work)
+    release.set()
+    done = wait_until(lambda: job.state()["phase"] == "done" and job.state(), 30, "the job")
+    assert done["groups"] == 0 and job.report()["scanned"] == 2
+    # A state that says running while nobody holds the lock: its worker died.
+    write_json(job.state_path, {"phase": "running", "done": 1, "total": 2})
+    assert job.state()["phase"] == "failed" and "start it again" in job.state()["error"]
