@@ -79,6 +79,13 @@ def copies(c: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {group} | {label} | {p['precision']} | {p['recall']} | {p['false_pairs']} |"
             )
+        oracle = c.get("embedding_oracle", {}).get(group)
+        if oracle and oracle["threshold"] is not None:
+            lines.append(
+                f"| {group} | embedding ≥ {oracle['threshold']} (picked on the test "
+                f"set for pHash's usual precision) | {oracle['precision']} | "
+                f"{oracle['recall']} | {oracle['false_pairs']} |"
+            )
     lines += ["", "| kind | embedding recall | pHash recall (≤ 10) |", "|---|---|---|"]
     for kind, r in c["per_kind"].items():
         lines.append(f"| {kind} | {r['recall']} | {r['phash_recall']} |")
