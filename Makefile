@@ -47,7 +47,10 @@ lint: install
 
 # Benchmarks (minutes; quiet machine wanted). BENCH_ARGS="--milvus-server http://127.0.0.1:19530"
 # adds a Milvus server; the report goes to BENCHMARKS.md and bench/out/report.json.
+# requirements-eval.txt: imagehash (pHash), the copy-detection suite's baseline; only here,
+# since it pulls scipy (about 250 MB) that serving never needs.
 bench: install
+	$(PIP) -r requirements-eval.txt
 	$(PY) -m bench --report BENCHMARKS.md $(BENCH_ARGS)
 
 # docs/screenshot.png from the real app: needs ../shared (MobileNetV2, Grocery) and chromium.

@@ -63,6 +63,7 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from app import admin, buckets
     from app.api.routes import bp as api_bp
+    from app.copies.routes import bp as duplicates_bp
     from app.galleries import admin as galleries_admin
     from app.galleries import current as galleries
     from app.media.routes import bp as media_bp
@@ -74,6 +75,7 @@ def register_blueprints(app: Flask) -> None:
     app.extensions["lookalike.csrf"].exempt(api_bp)
     app.register_blueprint(api_bp, url_prefix="/api")
     admin.init_app(app)
+    app.register_blueprint(duplicates_bp)  # /admin/duplicates, behind the admin login
     buckets.init_app(app)  # S3 clients, /api/hooks/s3, /admin/sources
     galleries_admin.init_app(app)
     galleries.init_app(app)  # last: /g/<gallery> twins of the routes above

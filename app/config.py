@@ -90,6 +90,11 @@ class Config:
     # so it follows a switch to a new collection (and its model) within that time.
     ALIAS_CHECK_SECONDS = 2.0
     REINDEX_NICE = 10  # the background reindex yields the CPU to searches
+    # Copies (docs/duplicates.md): gallery images a calibration copies and scores (a
+    # reindex and `index calibrate` run it), and whether ingest refuses an image
+    # above the copy threshold of an image already in the gallery.
+    COPY_CALIBRATION_SAMPLE = 200
+    REJECT_COPIES = False
 
 
 class TestConfig(Config):

@@ -175,11 +175,31 @@ def run_filtered(ctx: Context) -> dict[str, Any]:
     return {**result, "run": run}
 
 
+def run_duplicates(ctx: Context) -> dict[str, Any]:
+    from app.vectors.connect import open_client
+    from bench import duplicate_scale
+
+    sizes = [int(s) for s in ctx.args.sizes.split(",") if s] or (
+        [2_000, 4_000] if ctx.args.quick else [10_000, 100_000, 1_000_000])
+    clients = {name: (open_client(uri, timeout=600)[0], name == "lite")
+               for name, uri in ctx.backends.items()}
+    run = ctx.stamp()
+    return {**duplicate_scale.run(sizes=sizes, backends=clients), "run": run}
+
+
+def run_copies(ctx: Context) -> dict[str, Any]:
+    from bench import copy_detection
+
+    run = ctx.stamp()
+    return {**copy_detection.run(quick=ctx.args.quick), "run": run}
+
+
 # Suite name -> what measures it; they run in this order.
 SUITES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "encoder": run_encoder, "encoder-backends": run_encoder_backends,
     "search": run_search, "latency": run_latency, "ingest": run_ingest,
     "box": run_box, "filtered": run_filtered, "bucket": run_bucket,
+    "duplicates": run_duplicates, "copies": run_copies,
 }
 
 

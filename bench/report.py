@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import copies_report
 from bench.models import VIT_S14
 
 TARGETS = {
@@ -58,7 +59,9 @@ def render(r: dict[str, Any]) -> str:
     ]
     for name, section in (("encoder", encoder), ("encoder-backends", backends),
                           ("search", search), ("latency", latency), ("ingest", ingest),
-                          ("box", box), ("filtered", filtered), ("bucket", bucket)):
+                          ("box", box), ("filtered", filtered), ("bucket", bucket),
+                          ("duplicates", copies_report.duplicates),
+                          ("copies", copies_report.copies)):
         if name in r:
             lines += section(r[name])
             if name == "search" and "embedded_server" in r:
@@ -355,7 +358,7 @@ def filtered(f: dict[str, Any]) -> list[str]:
 def bucket(b: dict[str, Any]) -> list[str]:
     ratio = b["ratio"]
     queue = b["event_queue_ms"]
-    return ["## 9. Indexing a bucket in place", "", *measured_by(b.get("run")),
+    return ["## 10. Indexing a bucket in place", "", *measured_by(b.get("run")),
             f"{b['photos']} real photos with {b['model']}, batch {b['batch_size']}, one encoder: the same files indexed from a local folder "
             f"(originals and thumbnails stored) and from a bucket on a local {b['server']} server (each object read once over HTTP, thumbnails "
             "stored, originals left in the bucket), interleaved in the same run, each into a fresh collection until its index is built.",

@@ -52,6 +52,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     if result["switched"]:
         print(f"The alias {result['alias']!r} now serves {result['collection']} "
               f"(previous: {result['previous'] or 'none'}).")
+    print(f"Copy threshold: {result['copy_threshold']}")
     if note:
         print(note)
     elif app.config["MODEL"] != model:
@@ -96,6 +97,7 @@ def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int 
     """Fill a new collection stamped with ``model``, index it, and move the alias to it."""
     from tqdm import tqdm
 
+    from app.copies.service import calibrate_new_collection
     from app.extensions import build_encoder, gallery, images
     from app.galleries.current import job_files
     from app.gallery.ingest import REJECTED, Ingestor, Report
@@ -116,6 +118,10 @@ def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int 
     switched = switch_collection(vectors, stamp_of(encoder), fill,
                                  files=job_files(app), steps=PrintedSteps(),
                                  switch=switch)
+    calibrated = calibrate_new_collection(
+        encoder, vectors, switched.collection, images(),
+        sample=int(app.config["COPY_CALIBRATION_SAMPLE"]),
+        max_pixels=int(app.config["MAX_IMAGE_PIXELS"]))
     report = reports[0]
     return {
         "alias": vectors.alias, "collection": switched.collection,
@@ -124,6 +130,7 @@ def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int 
         "rejected": sum(1 for o in report.outcomes if o.status == REJECTED),
         "rows": vectors.count(switched.collection),
         "seconds": round(time.monotonic() - started, 1),
+        "copy_threshold": calibrated.describe() if calibrated else "default (not calibrated)",
     }
 
 

@@ -210,7 +210,8 @@ def upload() -> tuple[str, int] | str:
                                        label_from_folder=bool(form.label_from_folder.data))
     report = add_images(sources, rejected, serving=serving(), images=images(), files=_files(),
                         batch_size=int(cfg["BATCH_SIZE"]),
-                        max_pixels=int(cfg["MAX_IMAGE_PIXELS"]))
+                        max_pixels=int(cfg["MAX_IMAGE_PIXELS"]),
+                        reject_copies=bool(cfg["REJECT_COPIES"]))
     audit.record("gallery.upload", files=[f.filename for f in form.files.data][:50],
                  added=report.added, duplicates=report.duplicates,
                  rejected=len(report.rejected))

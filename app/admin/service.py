@@ -13,6 +13,8 @@ from typing import Any
 
 from werkzeug.datastructures import FileStorage
 
+from app.copies.threshold import read_calibration
+from app.copies.upload import CopyCheck
 from app.exceptions import BadRequest, LookalikeError, NotFound
 from app.gallery.ingest import REJECTED, Ingestor, Outcome, Report
 from app.gallery.keys import original_name, thumb_name
@@ -53,6 +55,7 @@ class Overview:
     rollback_model: str = ""
     last_reindex: JobState | None = None
     milvus_warning: str = ""  # why the gallery is on Milvus Lite, whose search slows with size
+    copy_threshold: str = ""  # calibrated threshold and its figures, or "default (not calibrated)"
 
     @property
     def model_differs(self) -> bool:
@@ -106,7 +109,15 @@ def _overview(
                       "ef": store.params.ef},
         index_state=info.index_state, rollback_to=target,
         rollback_model=target_stamp.name if target_stamp else "", last_reindex=last,
+        copy_threshold=_copy_threshold(store, info.collection),
     )
+
+
+def _copy_threshold(store: VectorStore, collection: str) -> str:
+    try:
+        return read_calibration(store, collection).describe()
+    except LookalikeError as exc:
+        return f"unknown ({exc.message})"
 
 
 def _health(check: Any, detail: str) -> Health:
@@ -155,13 +166,15 @@ def upload_sources(
 
 def add_images(
     sources: list[Source], rejected: list[Outcome], *, serving: Serving, images: ImageStore,
-    files: JobFiles, batch_size: int, max_pixels: int,
+    files: JobFiles, batch_size: int, max_pixels: int, reject_copies: bool = False,
 ) -> Report:
-    """Ingest uploads with the same pipeline as ``gallery add``."""
+    """Ingest uploads with the same pipeline as ``gallery add``; each new image that is a
+    copy of one in the gallery says so (or is refused, with ``reject_copies``)."""
     with gallery_writes(files):
         snap = serving.snapshot(fresh=True)
+        copies = CopyCheck(read_calibration(snap.vectors).threshold, reject_copies)
         report = Ingestor(snap.encoder, snap.vectors, images, batch_size=batch_size,
-                          max_pixels=max_pixels).run(sources)
+                          max_pixels=max_pixels, copies=copies).run(sources)
     return Report(rejected + report.outcomes)
 
 

@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import CombinedMultiDict
 
+from app.copies.threshold import copy_threshold
 from app.exceptions import BadRequest, LookalikeError, ModelLoadError
 from app.extensions import encoder, gallery_labels, images, vectors
 from app.model.encoder import Encoder
@@ -25,7 +26,8 @@ def search_upload() -> ResponseReturnValue:
         raise BadRequest("Send exactly one image as the multipart field 'image'.")
     values = CombinedMultiDict([request.form, request.args])
     result = find_similar(files[0].read(), _query(values), encoder=encoder(),
-                          vectors=vectors(), max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
+                          vectors=vectors(), max_pixels=current_app.config["MAX_IMAGE_PIXELS"],
+                          copy_threshold=copy_threshold())
     return jsonify(_payload(result))
 
 
@@ -37,7 +39,8 @@ def search_key() -> ResponseReturnValue:
     query = _query(request.args)
     extra = {"encoder": encoder(), "images": images()} if query.box else {}
     result = find_similar_to_key(key, query, vectors=vectors(),
-                                 max_pixels=current_app.config["MAX_IMAGE_PIXELS"], **extra)
+                                 max_pixels=current_app.config["MAX_IMAGE_PIXELS"],
+                                 copy_threshold=copy_threshold(), **extra)
     return jsonify(_payload(result))
 
 
@@ -103,6 +106,7 @@ def _payload(result: SearchResult) -> dict[str, Any]:
                 "rank": m.rank,
                 "key": m.key,
                 "score": m.score,
+                "copy": m.copy,
                 "label": m.label or None,
                 "image_url": url_for("media.image", key=m.key, _external=True),
                 "thumb_url": url_for("media.thumb", key=m.key, _external=True),

@@ -20,6 +20,10 @@ def init_app(app: Flask) -> None:
 
     for group in (gallery_cli, index_cli, milvus_cli, admin_cli):
         app.cli.add_command(group)
+    from app.cli.copies import gallery_duplicates, index_calibrate
+
+    index_cli.add_command(index_calibrate)
+    gallery_cli.add_command(gallery_duplicates)
 
 
 def fail(error: LookalikeError) -> None:

@@ -37,9 +37,13 @@ def _path_or_location() -> click.ParamType:
 @click.option("--endpoint", default="", help="s3:// only: a named endpoint of S3_ENDPOINTS.")
 @click.option("--batch-size", type=int, default=None, help="Images per model batch.")
 @click.option("--wait/--no-wait", default=True, help="Wait for the index to cover the new rows.")
+@click.option("--skip-copies", is_flag=True, default=None,
+              help="Refuse images that are copies of one already in the gallery "
+                   "(default: LOOKALIKE_REJECT_COPIES).")
 @gallery_option
 def gallery_add(paths: tuple[Path, ...], labels: Path | None, label_from_folder: bool,
-                label_meta: str, endpoint: str, batch_size: int | None, wait: bool) -> None:
+                label_meta: str, endpoint: str, batch_size: int | None, wait: bool,
+                skip_copies: bool | None) -> None:
     """Add image files, folders (recursive) and .zip archives to the gallery, or index
     s3://BUCKET/PREFIX in place (docs/buckets.md).
 
@@ -52,6 +56,7 @@ def gallery_add(paths: tuple[Path, ...], labels: Path | None, label_from_folder:
             fail(LookalikeError("Give either local paths or s3:// locations, not both."))
         return add_locations(list(paths), labels=labels, label_from_folder=label_from_folder,
                              label_meta=label_meta, endpoint=endpoint)
+    from app.copies.upload import copy_check
     from app.extensions import encoder, images, vectors
     from app.gallery.ingest import ADDED, DUPLICATE, Ingestor
     from app.gallery.sources import Labels, collect
@@ -68,6 +73,7 @@ def gallery_add(paths: tuple[Path, ...], labels: Path | None, label_from_folder:
                 encoder(), vectors(), images(),
                 batch_size=batch_size or int(current_app.config["BATCH_SIZE"]),
                 max_pixels=int(current_app.config["MAX_IMAGE_PIXELS"]),
+                copies=copy_check(reject=skip_copies),
             )
             started = time.perf_counter()
             with tqdm(total=len(sources), unit="img", dynamic_ncols=True) as bar:
@@ -75,6 +81,9 @@ def gallery_add(paths: tuple[Path, ...], labels: Path | None, label_from_folder:
                     bar.update(1)
                     if outcome.status != ADDED and outcome.status != DUPLICATE:
                         bar.write(f"rejected {outcome.name}: {outcome.reason}")
+                    elif outcome.near_key:
+                        bar.write(f"{outcome.name} is a copy of {outcome.near_key} "
+                                  f"(score {outcome.near_score:.3f})")
                 report = ingestor.run(sources, show)
             elapsed = time.perf_counter() - started
         state = vectors().wait_for_index() if wait and report.added else ""

@@ -20,11 +20,14 @@ index_cli = AppGroup("index", help="Inspect the vector index.")
 @gallery_option
 def index_status() -> None:
     """Collection, model, dimension, row count and index state."""
+    from app.copies.threshold import read_calibration
     from app.extensions import gallery
     from app.vectors.connect import connect_milvus
 
     try:
-        info = connect_milvus(current_app, alias=gallery().alias).info()
+        store = connect_milvus(current_app, alias=gallery().alias)
+        info = store.info()
+        copies = read_calibration(store, info.collection)
     except LookalikeError as error:
         fail(error)
         return
@@ -39,6 +42,7 @@ def index_status() -> None:
     click.echo(f"index:       {info.index_type} {info.metric} {info.index_params}")
     click.echo(f"index state: {info.index_state}")
     click.echo(f"created:     {info.created}")
+    click.echo(f"copy threshold: {copies.describe()}")
 
 
 def _served_by(fingerprint: str) -> str:

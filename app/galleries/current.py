@@ -84,7 +84,7 @@ def init_app(app: Flask) -> None:
 
 
 # Admin blueprints whose pages are about one gallery (each gets /admin/g/<gallery> twins).
-ADMIN_BLUEPRINTS = ("admin.", "admin_sources.")
+ADMIN_BLUEPRINTS = ("admin.", "admin_sources.", "duplicates.")
 # Admin pages about the account or every gallery, not about one.
 NOT_PER_GALLERY = {"admin.login", "admin.logout", "admin.reindex_status_all"}
 
@@ -104,7 +104,7 @@ def _twin(rule: str, endpoint: str) -> str | None:
 def _from_url(endpoint: str | None, values: dict[str, Any] | None) -> None:
     if values and "gallery" in values:
         name = str(values.pop("gallery"))
-        if (endpoint or "").startswith("admin") and not _logged_in():
+        if (endpoint or "").startswith(ADMIN_BLUEPRINTS) and not _logged_in():
             return  # the login redirect comes first; names are for admins
         use(name)
 

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 from app.config import Config
+from app.copies.upload import CopyCheck
 from app.exceptions import BadRequest, InvalidImage, NotFound
 from app.gallery import imaging
 from app.gallery.keys import original_name, thumb_name
@@ -48,6 +49,13 @@ class Outcome:
     status: str  # ADDED, DUPLICATE or REJECTED
     key: str = ""
     reason: str = ""
+    near_key: str = ""  # the gallery image this one is a copy of (app/copies/upload.py)
+    near_score: float = 0.0
+
+    @property
+    def near_duplicate_of(self) -> dict[str, Any] | None:
+        return {"key": self.near_key, "score": round(self.near_score, 4)} \
+            if self.near_key else None
 
 
 @dataclass
@@ -98,6 +106,7 @@ class Ingestor:
         collection: str | None = None,
         skip_existing: bool = True,
         store_images: bool = True,
+        copies: CopyCheck | None = None,
     ) -> None:
         self.encoder = encoder
         self.vectors = vectors
@@ -108,6 +117,7 @@ class Ingestor:
         self.skip_existing = skip_existing
         self.store_images = store_images  # False: re-encoding images the store holds
         self.overlap = _model_leaves_cpu_free(encoder)
+        self.copies = copies  # report (or refuse) copies of images already in the collection
 
     def run(
         self, sources: Iterable[Source], on_outcome: Callable[[Outcome], None] | None = None
@@ -227,13 +237,26 @@ class Ingestor:
     def _insert(self, batch: _Batch) -> Iterator[Outcome]:
         assert batch.pixels is not None
         vectors = self.encoder.embed_prepared(batch.pixels)
-        entries = [
-            Entry(p.id, vectors[i], p.key, p.source.label, _metadata(p.source))
-            for i, p in enumerate(batch.items)
-        ]
+        near = self.copies.nearest(self.vectors, vectors, self.collection) \
+            if self.copies else [None] * len(batch.items)
+        entries, outcomes = [], []
+        for p, vector, hit in zip(batch.items, vectors, near, strict=True):
+            found = {"near_key": hit.key, "near_score": hit.score} if hit else {}
+            if hit and self.copies and self.copies.reject:
+                self.unstore(p.key)
+                outcomes.append(Outcome(p.source.name, REJECTED, reason=self.copies.reason(hit),
+                                        **found))
+                continue
+            entries.append(Entry(p.id, vector, p.key, p.source.label, _metadata(p.source)))
+            outcomes.append(Outcome(p.source.name, ADDED, key=p.key, **found))
         self.vectors.upsert(entries, self.collection)
-        for p in batch.items:
-            yield Outcome(p.source.name, ADDED, key=p.key)
+        yield from outcomes
+
+    def unstore(self, key: str) -> None:
+        """Remove a refused image's original and thumbnail (it has no row)."""
+        if self.store_images:
+            self.images.delete(original_name(key))
+            self.images.delete(thumb_name(key))
 
 
 def _model_leaves_cpu_free(encoder: Encoder) -> bool:

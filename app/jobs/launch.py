@@ -152,6 +152,7 @@ def _execute(app: Flask, progress: Progress, batch_size: int | None) -> JobState
             load=lambda name: build_encoder(app, name),
             progress=progress, batch_size=batch_size or int(app.config["BATCH_SIZE"]),
             max_pixels=int(app.config["MAX_IMAGE_PIXELS"]), read_in_place=reader(app),
+            copy_sample=int(app.config["COPY_CALIBRATION_SAMPLE"]),
         )
     except LookalikeError as exc:
         return progress.finish("failed", error=exc.message)

@@ -19,6 +19,7 @@ from typing import Any
 
 from app.buckets.inplace import ObjectLocation, location_of
 from app.config import Config
+from app.copies.service import calibrate_new_collection
 from app.exceptions import BadRequest, LookalikeError, NotFound
 from app.gallery.ingest import REJECTED, Ingestor, Outcome
 from app.gallery.keys import key_id, original_name
@@ -121,8 +122,10 @@ class Reindexer:
         batch_size: int = 0,
         max_pixels: int = Config.MAX_IMAGE_PIXELS,
         read_in_place: Callable[[ObjectLocation], bytes] | None = None,
+        copy_sample: int = Config.COPY_CALIBRATION_SAMPLE,
     ) -> None:
         self.vectors = vectors  # reached through the serving alias
+        self.copy_sample = copy_sample  # images the copy threshold is calibrated on
         self.images = images
         self.read_in_place = read_in_place  # originals that stay in a bucket (app/buckets)
         self.load = load
@@ -165,6 +168,9 @@ class Reindexer:
         new = switch_collection(self.vectors, stamp_of(encoder), fill, files=p.files,
                                 steps=JobSteps(self, encoder)).collection
         self.drop_leftovers(new)
+        p.set(message="calibrating the copy threshold")
+        calibrate_new_collection(encoder, self.vectors, new, self.images,
+                                 sample=self.copy_sample, max_pixels=self.max_pixels)
         expected = p.state.total - p.state.failed
         rows = self.vectors.count(new)
         note = "" if rows >= expected else f" ({expected - rows} fewer rows than expected)"

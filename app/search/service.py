@@ -36,6 +36,7 @@ class Match:
     score: float
     label: str
     metadata: dict[str, Any]
+    copy: bool = False  # at or above the collection's copy threshold: the same picture
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class SearchResult:
 
 def find_similar(
     data: bytes, request: SearchQuery, *, encoder: Encoder, vectors: VectorStore,
-    max_pixels: int, with_thumbnail: bool = False,
+    max_pixels: int, with_thumbnail: bool = False, copy_threshold: float | None = None,
 ) -> SearchResult:
     """Decode an uploaded image, embed it (or its ``box``) and return its nearest images.
 
@@ -77,7 +78,7 @@ def find_similar(
     searched_at = time.perf_counter()
     preview = imaging.thumbnail(decoded.image, 384) if with_thumbnail else b""
     query = Query(thumbnail=preview, width=decoded.width, height=decoded.height)
-    return SearchResult(query, _matches(hits, request.offset), {
+    return SearchResult(query, _matches(hits, request.offset, copy_threshold), {
         "decode": _ms(started, decoded_at),
         "embed": _ms(decoded_at, embedded_at),
         "search": _ms(embedded_at, searched_at),
@@ -88,6 +89,7 @@ def find_similar(
 def find_similar_to_key(
     key: str, request: SearchQuery, *, vectors: VectorStore,
     encoder: Encoder | None = None, images: ImageStore | None = None, max_pixels: int = 0,
+    copy_threshold: float | None = None,
 ) -> SearchResult:
     """More like a gallery image; itself is left out.
 
@@ -110,7 +112,7 @@ def find_similar_to_key(
     fetched_at = time.perf_counter()
     hits, next_offset = _search(vector, request, vectors, exclude_id=entry.id)
     searched_at = time.perf_counter()
-    return SearchResult(Query(key=entry.key), _matches(hits, request.offset), {
+    return SearchResult(Query(key=entry.key), _matches(hits, request.offset, copy_threshold), {
         "decode": _ms(started, decoded_at),
         "embed": _ms(decoded_at, fetched_at),  # without a box: the stored vector is fetched
         "search": _ms(fetched_at, searched_at),
@@ -165,9 +167,11 @@ def _why_empty(
     return "The gallery is empty."
 
 
-def _matches(hits: list[Hit], offset: int = 0) -> list[Match]:
+def _matches(hits: list[Hit], offset: int = 0,
+             copy_threshold: float | None = None) -> list[Match]:
     # Reserved keys (an in-place image's bucket location, app/buckets/inplace.py) stay inside.
-    return [Match(offset + i + 1, h.key, round(h.score, 4), h.label, public_metadata(h.metadata))
+    return [Match(offset + i + 1, h.key, round(h.score, 4), h.label, public_metadata(h.metadata),
+                  copy_threshold is not None and h.score >= copy_threshold)
             for i, h in enumerate(hits)]
 
 

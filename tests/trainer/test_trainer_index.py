@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app.copies.threshold import read_calibration
 from app.vectors.connect import connect_milvus
 from trainer.data import load_dataset
 from trainer.export import export_run
@@ -28,6 +29,10 @@ def test_index_fills_a_new_collection_and_switches_the_alias(
         assert stamp is not None and stamp.name == model and stamp.dim == 16
         hit = store.search(_vector_of(app, model, sources[0]), 1)[0]
         assert hit.label == sources[0].label
+        # Each new collection gets its own copy threshold, for its model.
+        calibration = read_calibration(store, second["collection"])
+        assert calibration.calibrated and calibration.originals == 10
+        assert "(precision" in second["copy_threshold"]
 
 
 def test_index_can_leave_the_alias_alone(make_app, tiny_run: Path, colour_folders: Path,  # type: ignore[no-untyped-def]

@@ -1,0 +1,1 @@
+"""Copies of the same picture: the calibrated copy threshold, the duplicate finder, marks."""
