@@ -49,19 +49,20 @@ def configure(app: Flask, config: type | Mapping[str, Any] | None) -> None:
 def register_extensions(app: Flask) -> None:
     from flask_wtf.csrf import CSRFProtect
 
-    from app import extensions
+    from app import apikeys, extensions
     from app.web import assets, proxy, security
 
     csrf = CSRFProtect(app)
     app.extensions["lookalike.csrf"] = csrf
     extensions.init_app(app)
+    apikeys.init_app(app)  # API keys in Milvus, checked by app.apikeys.auth
     security.init_app(app)  # headers on every response; production secrets checked
     proxy.init_app(app)  # X-Forwarded-* trusted only when PROXY_FIX > 0
     assets.init_app(app)  # /static/x.css?v=<hash>, so proxies may cache for a year
 
 
 def register_blueprints(app: Flask) -> None:
-    from app import admin
+    from app import admin, api
     from app.api.routes import bp as api_bp
     from app.media.routes import bp as media_bp
     from app.search.routes import bp as search_bp
@@ -71,6 +72,7 @@ def register_blueprints(app: Flask) -> None:
     # The JSON API is stateless (no session cookie to ride on): no CSRF token.
     app.extensions["lookalike.csrf"].exempt(api_bp)
     app.register_blueprint(api_bp, url_prefix="/api")
+    api.init_app(app)  # management routes, OpenAPI document and docs
     admin.init_app(app)
 
 

@@ -80,6 +80,20 @@ class Config:
     # so it follows a switch to a new collection (and its model) within that time.
     ALIAS_CHECK_SECONDS = 2.0
     REINDEX_NICE = 10  # the background reindex yields the CPU to searches
+    # The JSON API (docs/api.md): keys, rate limits, load shedding.
+    SEARCH_REQUIRES_KEY = False  # true: /api/search needs a search (or manage) key
+    API_KEYS_COLLECTION = "lookalike_api_keys"  # the Milvus collection of the hashed keys
+    API_KEY_CACHE_SECONDS = 5.0  # a revoked key stops working within this time
+    API_KEY_TOUCH_SECONDS = 60.0  # "last used" is written at most this often per key
+    API_PAGE_SIZE = 100  # default images per GET /api/images page (at most 1000)
+    # Rate-limit counters: "" = a SQLite file in instance/ shared by the host's
+    # workers; or a `limits` storage URI such as redis://host:6379 for several hosts.
+    RATELIMIT_STORAGE = ""
+    RATELIMIT_SEARCH = "20/second"  # per key (or client address without one)
+    RATELIMIT_MANAGE = "10/second"
+    # A search is refused at once (503 + Retry-After) when those already waiting for
+    # this worker's model would take longer than this to serve; 0 = never.
+    SHED_AFTER_SECONDS = 5.0
 
 
 class TestConfig(Config):

@@ -39,14 +39,16 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(Exception, handle_unexpected)
 
 
-def handle_domain_error(error: LookalikeError) -> tuple[Response | str, int]:
+def handle_domain_error(error: LookalikeError) -> tuple[Response | str, int, dict[str, str]]:
     if isinstance(error, VectorStoreUnavailable):
         # Reconnect on the next request: a restarted server (or a restarted
         # local Lite server on a new port) is then picked up without a restart.
         current_app.extensions["lookalike.serving"].reset()
     if isinstance(error, ServiceUnavailable):
         log.warning("%s: %s", error.title, error.message)
-    return respond(error.status, error.title, error.message)
+    body, status = respond(error.status, error.title, error.message)
+    # Retry-After on a 429 or a shed 503, WWW-Authenticate on a 401.
+    return body, status, dict(getattr(error, "headers", None) or {})
 
 
 def handle_os_error(error: OSError) -> tuple[Response | str, int]:

@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import CombinedMultiDict
 
+from app.apikeys.auth import require_key
 from app.exceptions import BadRequest, LookalikeError, ModelLoadError
 from app.extensions import encoder, gallery_labels, images, vectors
 from app.model.encoder import Encoder
@@ -19,6 +20,7 @@ bp = Blueprint("api", __name__)
 
 
 @bp.post("/search")
+@require_key("search")
 def search_upload() -> ResponseReturnValue:
     files = request.files.getlist("image")
     if len(files) != 1:
@@ -30,6 +32,7 @@ def search_upload() -> ResponseReturnValue:
 
 
 @bp.get("/search")
+@require_key("search")
 def search_key() -> ResponseReturnValue:
     key = request.args.get("key", "")
     if not key:
@@ -42,6 +45,7 @@ def search_key() -> ResponseReturnValue:
 
 
 @bp.get("/labels")
+@require_key("search")
 def labels() -> ResponseReturnValue:
     """The gallery's labels with their image counts, most images first."""
     counts = gallery_labels()

@@ -37,22 +37,29 @@ COMMANDS = {"reindex": "rebuild", "rollback": "rollback"}
 _CHILDREN: list[subprocess.Popen[bytes]] = []
 
 
-def start(app: Flask, kind: str, *, user: str) -> JobState:
-    """Start a job process; raises JobRunning if one is running already."""
+def start(app: Flask, kind: str, *, user: str, model: str | None = None) -> JobState:
+    """Start a job process; raises JobRunning if one is running already.
+
+    ``model`` (a reindex from the API) encodes with that model instead of the
+    configured one; the caller has checked it.
+    """
     files = JobFiles(app.instance_path)
     reap()
     fd = acquire(files.lock)
     if fd is None:
         raise JobRunning(running_message(files.read()))
     state = JobState(id=new_id(), kind=kind, phase="queued", user=user,
-                     model=str(app.config["MODEL"]), started=time.time(),
+                     model=model or str(app.config["MODEL"]), started=time.time(),
                      message="starting the job process")
     try:
         files.clear_cancel()
         files.write(state)
+        env = child_env(app)
+        if model:
+            env["LOOKALIKE_MODEL"] = json.dumps(model)
         with open(files.log, "ab") as output:
             child = subprocess.Popen(
-                job_command(kind, fd, state.id, user), cwd=_root(), env=child_env(app),
+                job_command(kind, fd, state.id, user), cwd=_root(), env=env,
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, pass_fds=(fd,),
                 start_new_session=True,  # survives the request, the worker and its ^C
             )
