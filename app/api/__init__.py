@@ -8,9 +8,11 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register the management blueprints under /api, without CSRF (bearer keys, no cookie)."""
+    from app.api import openapi
     from app.api.images import bp as images_bp
     from app.api.jobs import bp as jobs_bp
 
     for bp in (images_bp, jobs_bp):
         app.extensions["lookalike.csrf"].exempt(bp)
         app.register_blueprint(bp, url_prefix="/api")
+    openapi.init_app(app)

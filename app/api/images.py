@@ -16,6 +16,9 @@ from flask.typing import ResponseReturnValue
 
 from app import audit
 from app.admin.service import add_images, delete_image, update_image, upload_sources
+from app.api.openapi import responses, security, spec
+from app.api.schemas import Deleted, Image, ImageEdit, ImagesPage, ImagesQuery, ImagesUpload
+from app.api.schemas import UploadReport
 from app.apikeys.auth import actor, require_key
 from app.exceptions import BadRequest, NotFound
 from app.extensions import images, serving
@@ -26,6 +29,8 @@ from app.vectors.filters import KEY_PATTERN, Filters
 from app.vectors.records import LABEL_LENGTH, Entry
 
 bp = Blueprint("api_images", __name__)
+AUTH = (401, 403)
+TAGS = ["gallery"]
 
 MAX_PAGE = 1000
 MAX_METADATA_BYTES = 4096
@@ -34,6 +39,12 @@ MAX_METADATA_KEYS = 32
 
 @bp.post("/images")
 @require_key("manage")
+@spec.validate(
+    form=ImagesUpload,
+    resp=responses(200, UploadReport, errors=AUTH),
+    tags=TAGS,
+    security=security("manage"),
+)
 def add() -> ResponseReturnValue:
     """Add the uploaded images (and the images of uploaded .zip archives)."""
     uploads = request.files.getlist("image")
@@ -66,6 +77,12 @@ def add() -> ResponseReturnValue:
 
 @bp.get("/images")
 @require_key("manage")
+@spec.validate(
+    query=ImagesQuery,
+    resp=responses(200, ImagesPage, errors=AUTH),
+    tags=TAGS,
+    security=security("manage"),
+)
 def list_images() -> ResponseReturnValue:
     """One page of images in key order; ``after`` is the last key of the previous page."""
     after = request.args.get("after", "")
@@ -89,12 +106,21 @@ def list_images() -> ResponseReturnValue:
 
 @bp.get("/images/<key>")
 @require_key("manage")
+@spec.validate(
+    resp=responses(200, Image, errors=(*AUTH, 404)), tags=TAGS, security=security("manage")
+)
 def get(key: str) -> ResponseReturnValue:
     return jsonify(_entry(_find(key)))
 
 
 @bp.patch("/images/<key>")
 @require_key("manage")
+@spec.validate(
+    json=ImageEdit,
+    resp=responses(200, Image, errors=(*AUTH, 404)),
+    tags=TAGS,
+    security=security("manage"),
+)
 def edit(key: str) -> ResponseReturnValue:
     """Change the label and/or the metadata (replaced as a whole) of one image."""
     body = request.get_json(silent=True)
@@ -129,6 +155,9 @@ def edit(key: str) -> ResponseReturnValue:
 
 @bp.delete("/images/<key>")
 @require_key("manage")
+@spec.validate(
+    resp=responses(200, Deleted, errors=(*AUTH, 404)), tags=TAGS, security=security("manage")
+)
 def remove(key: str) -> ResponseReturnValue:
     entry = delete_image(_find(key).id, serving=serving(), images=images(), files=_files())
     audit.record("gallery.delete", user=actor(), id=entry.id, key=entry.key, label=entry.label)

@@ -14,12 +14,16 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from app import audit
+from app.api.openapi import responses, security, spec
+from app.api.schemas import JobResponse, ReindexRequest
 from app.apikeys.auth import actor, require_key
 from app.exceptions import BadRequest, ServiceUnavailable
 from app.jobs import launch
 from app.jobs.state import JobFiles, JobRunning
 
 bp = Blueprint("api_jobs", __name__)
+JOB_ERRORS = (401, 403, 409)
+TAGS = ["jobs"]
 
 # A hub id (org/name) or an absolute path to a model folder on the server.
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
@@ -33,6 +37,12 @@ class NoJob(JobRunning):
 
 @bp.post("/reindex")
 @require_key("manage")
+@spec.validate(
+    json=ReindexRequest,
+    resp=responses(202, JobResponse, errors=JOB_ERRORS),
+    tags=TAGS,
+    security=security("manage"),
+)
 def reindex_start() -> ResponseReturnValue:
     """Start a reindex with the configured model, or with ``{"model": ...}``."""
     body = request.get_json(silent=True) if request.content_length else {}
@@ -44,6 +54,9 @@ def reindex_start() -> ResponseReturnValue:
 
 @bp.get("/reindex")
 @require_key("manage")
+@spec.validate(
+    resp=responses(200, JobResponse, errors=(401, 403)), tags=TAGS, security=security("manage")
+)
 def reindex_state() -> ResponseReturnValue:
     """The running or last job: phase, progress, rate and ETA, as on the admin page."""
     launch.reap()
@@ -54,6 +67,9 @@ def reindex_state() -> ResponseReturnValue:
 
 @bp.post("/reindex/cancel")
 @require_key("manage")
+@spec.validate(
+    resp=responses(202, JobResponse, errors=JOB_ERRORS), tags=TAGS, security=security("manage")
+)
 def reindex_cancel() -> ResponseReturnValue:
     files = _files()
     state = files.read()
@@ -66,6 +82,9 @@ def reindex_cancel() -> ResponseReturnValue:
 
 @bp.post("/rollback")
 @require_key("manage")
+@spec.validate(
+    resp=responses(202, JobResponse, errors=JOB_ERRORS), tags=TAGS, security=security("manage")
+)
 def rollback() -> ResponseReturnValue:
     """Switch back to the previous collection (and its model), as a job."""
     return _start("rollback", None)

@@ -7,8 +7,17 @@ from typing import Any
 import torch
 from flask import Blueprint, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
+from spectree import Response as Responses
 from werkzeug.datastructures import CombinedMultiDict
 
+from app.api.openapi import responses, security, spec
+from app.api.schemas import (
+    HealthResponse,
+    LabelsResponse,
+    SearchByKey,
+    SearchByUpload,
+    SearchResponse,
+)
 from app.apikeys.auth import require_key
 from app.exceptions import BadRequest, LookalikeError, ModelLoadError
 from app.extensions import encoder, gallery_labels, images, vectors
@@ -21,6 +30,8 @@ bp = Blueprint("api", __name__)
 
 @bp.post("/search")
 @require_key("search")
+@spec.validate(form=SearchByUpload, resp=responses(200, SearchResponse, errors=(401, 403)),
+               tags=["search"], security=security("search"))
 def search_upload() -> ResponseReturnValue:
     files = request.files.getlist("image")
     if len(files) != 1:
@@ -33,6 +44,8 @@ def search_upload() -> ResponseReturnValue:
 
 @bp.get("/search")
 @require_key("search")
+@spec.validate(query=SearchByKey, resp=responses(200, SearchResponse, errors=(401, 403, 404)),
+               tags=["search"], security=security("search"))
 def search_key() -> ResponseReturnValue:
     key = request.args.get("key", "")
     if not key:
@@ -46,6 +59,8 @@ def search_key() -> ResponseReturnValue:
 
 @bp.get("/labels")
 @require_key("search")
+@spec.validate(resp=responses(200, LabelsResponse, errors=(401, 403)), tags=["search"],
+               security=security("search"))
 def labels() -> ResponseReturnValue:
     """The gallery's labels with their image counts, most images first."""
     counts = gallery_labels()
@@ -53,6 +68,7 @@ def labels() -> ResponseReturnValue:
 
 
 @bp.get("/health")
+@spec.validate(resp=Responses(HTTP_200=HealthResponse, HTTP_503=HealthResponse), tags=["health"])
 def health() -> ResponseReturnValue:
     """Readiness: model loaded, Milvus and the image store reachable."""
     report: dict[str, Any] = {"status": "ok"}
