@@ -147,17 +147,7 @@ def test_generated_requests_get_no_5xx_and_answers_that_match_the_document(
         if mode is GenerationMode.NEGATIVE and "multipart/form-data" not in content:
             checks.append(negative_data_rejection)
 
-        @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        def run(case) -> None:  # type: ignore[no-untyped-def]
-            case.call_and_validate(headers=headers, checks=checks)
-
+        run = _fuzzer(operation, mode, checks, headers)
         try:
             run()
         except Unsatisfiable:  # no parameters or body: nothing to make invalid
@@ -165,3 +155,20 @@ def test_generated_requests_get_no_5xx_and_answers_that_match_the_document(
         except Exception as exc:  # noqa: BLE001 - collected, reported together below
             failures[f"{operation.method.upper()} {operation.path}"] = str(exc)[:1500]
     assert not failures, "\n\n".join(f"{k}: {v}" for k, v in failures.items())
+
+
+def _fuzzer(operation, mode, checks, headers):  # type: ignore[no-untyped-def]
+    """A hypothesis test of one operation: EXAMPLES generated requests and the checks."""
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def run(case) -> None:  # type: ignore[no-untyped-def]
+        case.call_and_validate(headers=headers, checks=checks)
+
+    return run

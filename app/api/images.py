@@ -17,8 +17,15 @@ from flask.typing import ResponseReturnValue
 from app import audit
 from app.admin.service import add_images, delete_image, update_image, upload_sources
 from app.api.openapi import responses, security, spec
-from app.api.schemas import Deleted, Image, ImageEdit, ImagesPage, ImagesQuery, ImagesUpload
-from app.api.schemas import UploadReport
+from app.api.schemas import (
+    Deleted,
+    Image,
+    ImageEdit,
+    ImagesPage,
+    ImagesQuery,
+    ImagesUpload,
+    UploadReport,
+)
 from app.apikeys.auth import actor, require_key
 from app.exceptions import BadRequest, NotFound
 from app.extensions import images, serving

@@ -6,7 +6,8 @@ blueprint classes), validates requests with pydantic models, describes
 multipart uploads, and the ``offline`` extra ships Swagger UI's files, so the
 docs work without a CDN. apispec only generates; it does not validate.
 
-Validation errors are raised as our ``BadRequest`` (``_Plugin``), so they come out in the one error format of app/errors.py. The docs page is our
+Validation errors are raised as our ``BadRequest`` (``_Plugin``), so they come
+out in the one error format of app/errors.py. The docs page is our
 template plus Swagger UI's script and stylesheet served from the installed
 package, so the page passes our Content-Security-Policy (no inline script).
 """
