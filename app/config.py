@@ -89,7 +89,7 @@ class Config:
     # Rate-limit counters: "" = a SQLite file in instance/ shared by the host's
     # workers; or a `limits` storage URI such as redis://host:6379 for several hosts.
     RATELIMIT_STORAGE = ""
-    RATELIMIT_SEARCH = "20/second"  # per key (or client address without one)
+    RATELIMIT_SEARCH = "50/second"  # per key (or client address without one); "" = none
     RATELIMIT_MANAGE = "10/second"
     # A search is refused at once (503 + Retry-After) when those already waiting for
     # this worker's model would take longer than this to serve; 0 = never.
@@ -99,6 +99,8 @@ class Config:
 class TestConfig(Config):
     TESTING = True
     WTF_CSRF_ENABLED = False
+    RATELIMIT_SEARCH = ""  # tests send bursts; the rate-limit tests set their own
+    RATELIMIT_MANAGE = ""
     PRECISION = "fp32"
     ENCODER_BACKEND = "torch"
 

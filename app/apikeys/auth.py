@@ -3,8 +3,9 @@
 The key comes as ``Authorization: Bearer <key>``. Management routes always need
 a ``manage`` key; searches need a ``search`` (or ``manage``) key only when
 ``SEARCH_REQUIRES_KEY`` is on, so the embedded default stays open for the
-browser form. The key that was accepted is ``g.api_key`` for the audit log,
-the request log and the rate limits.
+browser form. The key that was accepted is ``g.api_key`` for the audit log
+and the request log; each call is counted against its scope's rate limit, per
+key, or per client address without one (app/ratelimit).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def check(scope: str) -> ApiKey | None:
     token = bearer_token()
     if token is None:
         if scope == "search" and not current_app.config["SEARCH_REQUIRES_KEY"]:
+            limit(scope, None)
             return None
         raise Unauthorized(
             f"This call needs an API key with the scope '{scope}', sent as "
@@ -55,11 +57,18 @@ def check(scope: str) -> ApiKey | None:
     if key is None:
         raise Unauthorized("This API key is not valid: it is unknown, mistyped or revoked.")
     g.api_key = key
+    limit(scope, key)
     if not key.allows(scope):
         raise Forbidden(
             f"The key {key.name!r} has the scope '{key.scope}'; this call needs '{scope}'."
         )
     return key
+
+
+def limit(scope: str, key: ApiKey | None) -> None:
+    """Count the call against the key's limit (the client address's without a key)."""
+    caller = f"key:{key.name}" if key is not None else f"ip:{request.remote_addr or '?'}"
+    current_app.extensions["lookalike.ratelimit"].get().enforce(scope, caller)
 
 
 def bearer_token() -> str | None:
