@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
 from app.apikeys.store import hash_token
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def make_key(app, name: str = "shop", scope: str = "manage") -> str:  # type: ignore[no-untyped-def]
@@ -134,3 +133,41 @@ def test_a_key_is_never_accepted_from_the_query_string_or_a_form(keyed_app) -> N
     assert client.get(f"/api/images?key={token}").status_code == 401
     data = {"image": (io.BytesIO(b"x"), "a.jpg"), "api_key": token}
     assert client.post("/api/images", data=data).status_code == 401
+
+
+def test_the_admin_page_creates_a_key_once_and_revokes_it(make_app, collection_name) -> None:
+    import re
+
+    from werkzeug.security import generate_password_hash
+
+    from tests.admin_fixtures import PASSWORD, log_in
+
+    app = make_app(
+        API_KEYS_COLLECTION=f"{collection_name}_keys",
+        API_KEY_CACHE_SECONDS=0.2,
+        ADMIN_PASSWORD_HASH=generate_password_hash(PASSWORD),
+    )
+    client = app.test_client()
+    assert client.get("/admin/keys").status_code == 302  # login first
+    log_in(client)
+    made = client.post("/admin/keys", data={"name": "web-shop", "scope": "manage"})
+    page = made.get_data(as_text=True)
+    assert made.status_code == 200 and "shown only now" in page
+    token = re.search(r'<code class="secret">(lk_[^<]+)</code>', page)[1]
+    api = app.test_client()
+    assert api.get("/api/images", headers=bearer(token)).status_code == 200
+    listing = client.get("/admin/keys").get_data(as_text=True)
+    assert "web-shop" in listing and token not in listing
+    revoked = client.post("/admin/keys/web-shop/revoke")
+    assert revoked.status_code == 303
+
+    from tests.helpers import wait_until
+
+    wait_until(
+        lambda: api.get("/api/images", headers=bearer(token)).status_code == 401,
+        5.0,
+        "the revoked key to be refused",
+    )
+    actions = [line for line in (Path(app.instance_path) / "audit.log").read_text().splitlines()]
+    assert '"apikey.create"' in actions[-2] and '"apikey.revoke"' in actions[-1]
+    assert token not in "".join(actions)
