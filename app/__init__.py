@@ -49,7 +49,7 @@ def configure(app: Flask, config: type | Mapping[str, Any] | None) -> None:
 def register_extensions(app: Flask) -> None:
     from flask_wtf.csrf import CSRFProtect
 
-    from app import apikeys, extensions, ratelimit
+    from app import apikeys, extensions, metrics, ratelimit
     from app.web import assets, proxy, security
 
     csrf = CSRFProtect(app)
@@ -57,6 +57,7 @@ def register_extensions(app: Flask) -> None:
     extensions.init_app(app)
     apikeys.init_app(app)  # API keys in Milvus, checked by app.apikeys.auth
     ratelimit.init_app(app)  # API rate limits, counted across the host's workers
+    metrics.init_app(app)  # request ids, JSON request log lines, /metrics
     security.init_app(app)  # headers on every response; production secrets checked
     proxy.init_app(app)  # X-Forwarded-* trusted only when PROXY_FIX > 0
     assets.init_app(app)  # /static/x.css?v=<hash>, so proxies may cache for a year

@@ -15,6 +15,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from app.exceptions import LookalikeError, ServiceUnavailable, VectorStoreUnavailable
+from app.metrics.registry import record_error
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def handle_domain_error(error: LookalikeError) -> tuple[Response | str, int, dic
         current_app.extensions["lookalike.serving"].reset()
     if isinstance(error, ServiceUnavailable):
         log.warning("%s: %s", error.title, error.message)
+    record_error(error)  # Milvus and storage outages, for /metrics
     body, status = respond(error.status, error.title, error.message)
     # Retry-After on a 429 or a shed 503, WWW-Authenticate on a 401.
     return body, status, dict(getattr(error, "headers", None) or {})

@@ -137,7 +137,7 @@ def test_a_limiter_storage_outage_lets_requests_through(limited) -> None:
 
 
 @pytest.mark.slow
-def test_the_limit_holds_across_two_gunicorn_workers(
+def test_the_limit_and_the_metrics_hold_across_two_gunicorn_workers(
     tmp_path: Path, tiny_model_dir: Path, photos
 ) -> None:
     from app.vectors.lite_server import stop_server
@@ -176,6 +176,7 @@ def test_the_limit_holds_across_two_gunicorn_workers(
             thread.start()
         for thread in threads:
             thread.join(120)
+        metrics = fetch(server.url + "/metrics").body.decode()
         log = (tmp_path / "gunicorn.log").read_text()
     finally:
         server.stop()
@@ -183,3 +184,10 @@ def test_the_limit_holds_across_two_gunicorn_workers(
     served_by = set(re.findall(r'"GET /api/labels HTTP/1.1" \d+ .* worker=<?(\d+)', log))
     assert len(served_by) == 2, f"not both workers served: {served_by}\n{log[-3000:]}"
     assert sorted(statuses) == [200] * 10 + [429] * 20, json.dumps(statuses)
+    # /metrics sums every worker's samples (prometheus multiprocess mode).
+    from tests.test_metrics import sample
+
+    route = {"route": "/api/labels", "method": "GET"}
+    assert sample(metrics, "lookalike_requests_total", status="200", **route) == 10
+    assert sample(metrics, "lookalike_requests_total", status="429", **route) == 20
+    assert sample(metrics, "lookalike_rate_limited_total", scope="search") == 20

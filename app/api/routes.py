@@ -21,6 +21,7 @@ from app.api.schemas import (
 from app.apikeys.auth import require_key
 from app.exceptions import BadRequest, LookalikeError, ModelLoadError
 from app.extensions import encoder, gallery_labels, images, vectors
+from app.metrics.registry import observe_search
 from app.model.encoder import Encoder
 from app.search.query import SearchQuery, parse_query
 from app.search.service import SearchResult, find_similar, find_similar_to_key
@@ -117,6 +118,7 @@ def _query(values: Any) -> SearchQuery:
 
 
 def _payload(result: SearchResult) -> dict[str, Any]:
+    observe_search(result.timings_ms)
     return {
         "results": [
             {

@@ -23,6 +23,7 @@ from limits.storage import Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 
 from app.exceptions import TooManyRequests
+from app.metrics.registry import RATE_LIMITED
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class RateLimiter:
     def enforce(self, scope: str, caller: str) -> None:
         verdict = self.hit(scope, caller)
         if not verdict.allowed:
+            RATE_LIMITED.labels(scope).inc()
             item = self.limits[scope]
             raise TooManyRequests(
                 f"Too many {scope} calls: the limit is {item.amount} per "
