@@ -18,6 +18,7 @@ from app.api.schemas import (
     SearchByUpload,
     SearchResponse,
 )
+from app.api.shedding import shed_when_full
 from app.apikeys.auth import require_key
 from app.exceptions import BadRequest, LookalikeError, ModelLoadError
 from app.extensions import encoder, gallery_labels, images, vectors
@@ -31,6 +32,7 @@ bp = Blueprint("api", __name__)
 
 @bp.post("/search")
 @require_key("search")
+@shed_when_full
 @spec.validate(form=SearchByUpload, resp=responses(200, SearchResponse, errors=(401, 403)),
                tags=["search"], security=security("search"))
 def search_upload() -> ResponseReturnValue:
@@ -45,6 +47,7 @@ def search_upload() -> ResponseReturnValue:
 
 @bp.get("/search")
 @require_key("search")
+@shed_when_full
 @spec.validate(query=SearchByKey, resp=responses(200, SearchResponse, errors=(401, 403, 404)),
                tags=["search"], security=security("search"))
 def search_key() -> ResponseReturnValue:
