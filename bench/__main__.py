@@ -165,11 +165,24 @@ def run_filtered(ctx: Context) -> dict[str, Any]:
     return {**result, "run": run}
 
 
+def run_overload(ctx: Context) -> dict[str, Any]:
+    from bench import overload
+    from bench.common import MOBILENET
+    from bench.data import photo_files
+
+    if not (MOBILENET / "config.json").is_file():
+        return {"skipped": f"the MobileNetV2 is not at {MOBILENET}"}
+    run = ctx.stamp()
+    result = overload.run(ctx.workdir, quick=ctx.args.quick, model_dir=MOBILENET,
+                          images=photo_files(20))
+    return {**result, "run": run}
+
+
 # Suite name -> what measures it; they run in this order.
 SUITES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "encoder": run_encoder, "encoder-backends": run_encoder_backends,
     "search": run_search, "latency": run_latency, "ingest": run_ingest,
-    "box": run_box, "filtered": run_filtered,
+    "box": run_box, "filtered": run_filtered, "overload": run_overload,
 }
 
 

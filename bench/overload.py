@@ -169,6 +169,7 @@ def run(
                 "LOOKALIKE_ADMIN_PASSWORD_HASH": generate_password_hash("unused-password"),
                 "GUNICORN_WORKERS": "1",
                 "GUNICORN_THREADS": "4",
+                "GUNICORN_MAX_REQUESTS": "0",  # a recycled worker reloads its model: not overload
             },
             log=workdir / f"gunicorn-overload-{name}.log",
         )

@@ -57,7 +57,7 @@ def render(r: dict[str, Any]) -> str:
     ]
     for name, section in (("encoder", encoder), ("encoder-backends", backends),
                           ("search", search), ("latency", latency), ("ingest", ingest),
-                          ("box", box), ("filtered", filtered)):
+                          ("box", box), ("filtered", filtered), ("overload", overload)):
         if name in r:
             lines += section(r[name])
             if name == "search" and "embedded_server" in r:
@@ -348,4 +348,22 @@ def filtered(f: dict[str, Any]) -> list[str]:
             lines.append(f"| {where} | {name} | {r['matching_rows']:,} | {r['p50_ms']:.1f} | "
                          f"{r['p95_ms']:.1f} | {r['recall_at_10']:.3f} | "
                          f"{r['p50_ms'] / base:.2f}× |")
+    return [*lines, ""]
+
+
+def overload(o: dict[str, Any]) -> list[str]:
+    if "skipped" in o:
+        return ["## 9. Overload and load shedding", "", f"Skipped: {o['skipped']}.", ""]
+    lines = ["## 9. Overload and load shedding", "", *measured_by(o.get("run")),
+             f"64 clients send searches back to back to one gunicorn worker (4 threads, "
+             f"{o['model']}), and /api/health is polled twice a second. With shedding, a search "
+             f"that could not be answered within {o['bound_s']:g} s is refused at once with 503 "
+             "and Retry-After (LOOKALIKE_SHED_AFTER_SECONDS); without, every search queues.", "",
+             "| run | accepted/s | p50 ms | p99 ms | shed share | other failures | "
+             "slowest health ms | worker restarts |", "|---|---|---|---|---|---|---|---|"]
+    for name in ("shedding", "no_shedding"):
+        r = o[name]
+        lines.append(f"| {name.replace('_', ' ')} | {r['accepted_per_s']:.1f} | {r['p50_ms']:.0f} | "
+                     f"{r['p99_ms']:.0f} | {r['shed_share']:.1%} | {r['other'] or 'none'} | "
+                     f"{r['health_max_ms']:.0f} | {r['worker_restarts']} |")
     return [*lines, ""]

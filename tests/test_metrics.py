@@ -101,3 +101,19 @@ def test_metrics_count_requests_search_stages_limits_and_the_gallery(metered, ph
     assert grew("lookalike_model_batch_size_count") >= 2  # the upload's batch and the query
     assert sample(text, "lookalike_gallery_images") == 2
     assert sample(text, "lookalike_reindex_active") == 0
+
+
+def test_the_grafana_dashboard_uses_only_metrics_we_export() -> None:
+    from pathlib import Path
+
+    from app.metrics import registry
+
+    dashboard = Path(__file__).resolve().parent.parent / "docs/grafana/lookalike.json"
+    exprs = [t["expr"] for p in json.loads(dashboard.read_text())["panels"] for t in p["targets"]]
+    used = {
+        re.sub(r"_(bucket|sum|count|total)$", "", name)
+        for expr in exprs
+        for name in re.findall(r"lookalike_\w+", expr)
+    }
+    exported = {m._name for m in vars(registry).values() if hasattr(m, "_name")}
+    assert used and used <= exported, used - exported

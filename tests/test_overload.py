@@ -39,12 +39,19 @@ def test_an_overloaded_worker_sheds_searches_and_stays_healthy(
             "GUNICORN_WORKERS": "1",
             "GUNICORN_THREADS": "4",
             "GUNICORN_TIMEOUT": "30",
+            "GUNICORN_MAX_REQUESTS": "0",  # a recycled single worker stalls while its model loads
         },
         log=tmp_path / "gunicorn.log",
     )
     images = list(photos.values())
+    gallery = tmp_path / "gallery"
+    gallery.mkdir()
+    for name, data in photos.items():
+        (gallery / f"{name}.jpg").write_bytes(data)
     try:
         server.start()
+        added = server.flask("gallery", "add", str(gallery))  # a warm collection, as served
+        assert added.returncode == 0, added.stderr
         report = hammer(HOST, server.port, images, clients=64, seconds=SECONDS)
     finally:
         server.stop()

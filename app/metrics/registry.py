@@ -49,7 +49,7 @@ REINDEX_DONE = Gauge(
     multiprocess_mode="mostrecent",
 )
 REINDEX_TOTAL = Gauge(
-    "lookalike_reindex_images_total",
+    "lookalike_reindex_images_planned",
     "images the running job will encode",
     multiprocess_mode="mostrecent",
 )
