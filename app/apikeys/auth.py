@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from flask import current_app, g, request
 
 from app.apikeys.store import ApiKey, KeyStore
-from app.exceptions import Forbidden, Unauthorized
+from app.exceptions import Forbidden, Unauthorized, VectorStoreUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,7 +53,11 @@ def check(scope: str) -> ApiKey | None:
             "'Authorization: Bearer <key>'. An administrator makes one with "
             "`flask --app wsgi apikey create` or on /admin/keys."
         )
-    key = key_store().authenticate(token)
+    try:
+        key = key_store().authenticate(token)
+    except VectorStoreUnavailable:
+        current_app.extensions["lookalike.apikeys"].reset()  # a new client on the next call
+        raise
     if key is None:
         raise Unauthorized("This API key is not valid: it is unknown, mistyped or revoked.")
     g.api_key = key
