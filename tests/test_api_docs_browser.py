@@ -12,8 +12,10 @@ from tests.test_admin_browser import CHROMEDRIVER, CHROMIUM, browser  # noqa: F4
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-                       reason="headless Chromium is not installed"),
+    pytest.mark.skipif(
+        not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+        reason="headless Chromium is not installed",
+    ),
 ]
 
 
@@ -35,13 +37,19 @@ def test_swagger_ui_shows_every_operation_offline(site: str, browser) -> None:  
 
     browser.get(site + "/api/docs")
     WebDriverWait(browser, 60).until(  # the 13 operations of the document
-        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= 13)
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= 13
+    )
     paths = {e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
-    assert {"/api/images", "/api/search", "/api/reindex"} <= {p.replace("\u200b", "")
-                                                               for p in paths}
-    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"
-              and "favicon.ico" not in e["message"]]
+    assert {"/api/images", "/api/search", "/api/reindex"} <= {
+        p.replace("\u200b", "") for p in paths
+    }
+    errors = [
+        e["message"]
+        for e in browser.get_log("browser")
+        if e["level"] == "SEVERE" and "favicon.ico" not in e["message"]
+    ]
     assert not errors, errors
     loaded = browser.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name)")
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
     assert loaded and all(url.startswith(site) for url in loaded), loaded
