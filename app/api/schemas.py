@@ -51,8 +51,6 @@ class SearchOptions(BaseModel):
 
 
 class SearchByKey(SearchOptions):
-    model_config = ConfigDict(extra="forbid")  # a mistyped parameter is a 400, not ignored
-
     key: str = Field(description="the gallery image to search like: <sha256>.<ext>")
 
 
@@ -129,8 +127,6 @@ class UploadReport(BaseModel):
 
 
 class ImagesQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
     after: str | None = Field(None, description="the last key of the previous page")
     limit: str | None = Field(None, description="images per page, 1 to 1000")
     label: list[str] = Field(default_factory=list, description="only these labels")
