@@ -159,6 +159,28 @@ access_log_format = (
 # gunicorn 27 otherwise opens a control socket under ~/.gunicorn/.
 control_socket_disable = True
 
+# Prometheus metrics of every worker (app/metrics): each writes its samples here,
+# /metrics sums them. Set before any worker imports prometheus_client.
+METRICS_DIR = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or Path(
+    os.environ.get("LOOKALIKE_INSTANCE_PATH", "").strip('"')
+    or Path(__file__).resolve().parent / "instance") / "prometheus")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
+METRICS_DIR.mkdir(parents=True, exist_ok=True)  # also for --print-config, which loads the app
+
+
+def on_starting(server: Any) -> None:
+    """Start the metrics from zero: samples of a previous run's workers would add up."""
+    METRICS_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in METRICS_DIR.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A dead worker's gauges leave the live sums (its counters are kept)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, str(METRICS_DIR))
+
 
 def when_ready(server: Any) -> None:
     server.log.info(

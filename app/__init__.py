@@ -49,19 +49,22 @@ def configure(app: Flask, config: type | Mapping[str, Any] | None) -> None:
 def register_extensions(app: Flask) -> None:
     from flask_wtf.csrf import CSRFProtect
 
-    from app import extensions
+    from app import apikeys, extensions, metrics, ratelimit
     from app.web import assets, proxy, security
 
     csrf = CSRFProtect(app)
     app.extensions["lookalike.csrf"] = csrf
     extensions.init_app(app)
+    apikeys.init_app(app)  # API keys in Milvus, checked by app.apikeys.auth
+    ratelimit.init_app(app)  # API rate limits, counted across the host's workers
+    metrics.init_app(app)  # request ids, JSON request log lines, /metrics
     security.init_app(app)  # headers on every response; production secrets checked
     proxy.init_app(app)  # X-Forwarded-* trusted only when PROXY_FIX > 0
     assets.init_app(app)  # /static/x.css?v=<hash>, so proxies may cache for a year
 
 
 def register_blueprints(app: Flask) -> None:
-    from app import admin, buckets
+    from app import admin, api, buckets
     from app.api.routes import bp as api_bp
     from app.copies.routes import bp as duplicates_bp
     from app.galleries import admin as galleries_admin
@@ -74,6 +77,7 @@ def register_blueprints(app: Flask) -> None:
     # The JSON API is stateless (no session cookie to ride on): no CSRF token.
     app.extensions["lookalike.csrf"].exempt(api_bp)
     app.register_blueprint(api_bp, url_prefix="/api")
+    api.init_app(app)  # management routes, OpenAPI document and docs
     admin.init_app(app)
     app.register_blueprint(duplicates_bp)  # /admin/duplicates, behind the admin login
     buckets.init_app(app)  # S3 clients, /api/hooks/s3, /admin/sources

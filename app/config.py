@@ -95,11 +95,27 @@ class Config:
     # above the copy threshold of an image already in the gallery.
     COPY_CALIBRATION_SAMPLE = 200
     REJECT_COPIES = False
+    # The JSON API (docs/api.md): keys, rate limits, load shedding.
+    SEARCH_REQUIRES_KEY = False  # true: /api/search needs a search (or manage) key
+    API_KEYS_COLLECTION = "lookalike_api_keys"  # the Milvus collection of the hashed keys
+    API_KEY_CACHE_SECONDS = 5.0  # a revoked key stops working within this time
+    API_KEY_TOUCH_SECONDS = 60.0  # "last used" is written at most this often per key
+    API_PAGE_SIZE = 100  # default images per GET /api/images page (at most 1000)
+    # Rate-limit counters: "" = a SQLite file in instance/ shared by the host's
+    # workers; or a `limits` storage URI such as redis://host:6379 for several hosts.
+    RATELIMIT_STORAGE = ""
+    RATELIMIT_SEARCH = "50/second"  # per key (or client address without one); "" = none
+    RATELIMIT_MANAGE = "10/second"
+    # A search is refused at once (503 + Retry-After) when those already waiting for
+    # this worker's model would take longer than this to serve; 0 = never.
+    SHED_AFTER_SECONDS = 5.0
 
 
 class TestConfig(Config):
     TESTING = True
     WTF_CSRF_ENABLED = False
+    RATELIMIT_SEARCH = ""  # tests send bursts; the rate-limit tests set their own
+    RATELIMIT_MANAGE = ""
     PRECISION = "fp32"
     ENCODER_BACKEND = "torch"
 

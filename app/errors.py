@@ -20,6 +20,7 @@ from app.exceptions import (
     UnknownGallery,
     VectorStoreUnavailable,
 )
+from app.metrics.registry import record_error
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +45,20 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(Exception, handle_unexpected)
 
 
-def handle_domain_error(error: LookalikeError) -> tuple[Response | str, int]:
+def handle_domain_error(error: LookalikeError) -> tuple[Response | str, int, dict[str, str]]:
     if isinstance(error, VectorStoreUnavailable):
         # Reconnect on the next request: a restarted server (or a restarted
         # local Lite server on a new port) is then picked up without a restart.
         current_app.extensions["lookalike.serving"].reset()
     if isinstance(error, ServiceUnavailable):
         log.warning("%s: %s", error.title, error.message)
+    record_error(error)  # Milvus and storage outages, for /metrics
     if isinstance(error, UnknownGallery) and wants_json():
         return jsonify({"error": {"status": error.status, "title": error.title,
                                   "message": error.message, "galleries": error.known}}), 404
-    return respond(error.status, error.title, error.message)
+    body, status = respond(error.status, error.title, error.message)
+    # Retry-After on a 429 or a shed 503, WWW-Authenticate on a 401.
+    return body, status, dict(getattr(error, "headers", None) or {})
 
 
 def handle_os_error(error: OSError) -> tuple[Response | str, int]:

@@ -73,3 +73,37 @@ class UnknownGallery(NotFound):
     def __init__(self, message: str, *, known: list[str]) -> None:
         super().__init__(message)
         self.known = known
+
+
+class Unauthorized(LookalikeError):
+    """No API key, or one that is unknown or revoked."""
+
+    status = 401
+    title = "API key required"
+    headers = {"WWW-Authenticate": 'Bearer realm="lookalike"'}
+
+
+class Forbidden(LookalikeError):
+    """A valid API key whose scope does not cover the call."""
+
+    status = 403
+    title = "Not allowed for this key"
+
+
+class TooManyRequests(LookalikeError):
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(1, retry_after))}
+
+
+class Overloaded(ServiceUnavailable):
+    """More searches wait for the model than it can serve within the shedding bound."""
+
+    title = "Busy"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(1, retry_after))}

@@ -194,12 +194,25 @@ def run_copies(ctx: Context) -> dict[str, Any]:
     return {**copy_detection.run(quick=ctx.args.quick), "run": run}
 
 
+def run_overload(ctx: Context) -> dict[str, Any]:
+    from bench import overload
+    from bench.common import MOBILENET
+    from bench.data import photo_files
+
+    if not (MOBILENET / "config.json").is_file():
+        return {"skipped": f"the MobileNetV2 is not at {MOBILENET}"}
+    run = ctx.stamp()
+    result = overload.run(ctx.workdir, quick=ctx.args.quick, model_dir=MOBILENET,
+                          images=photo_files(20))
+    return {**result, "run": run}
+
+
 # Suite name -> what measures it; they run in this order.
 SUITES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "encoder": run_encoder, "encoder-backends": run_encoder_backends,
     "search": run_search, "latency": run_latency, "ingest": run_ingest,
     "box": run_box, "filtered": run_filtered, "bucket": run_bucket,
-    "duplicates": run_duplicates, "copies": run_copies,
+    "duplicates": run_duplicates, "copies": run_copies, "overload": run_overload,
 }
 
 

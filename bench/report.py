@@ -61,7 +61,7 @@ def render(r: dict[str, Any]) -> str:
                           ("search", search), ("latency", latency), ("ingest", ingest),
                           ("box", box), ("filtered", filtered), ("bucket", bucket),
                           ("duplicates", copies_report.duplicates),
-                          ("copies", copies_report.copies)):
+                          ("copies", copies_report.copies), ("overload", overload)):
         if name in r:
             lines += section(r[name])
             if name == "search" and "embedded_server" in r:
@@ -367,3 +367,21 @@ def bucket(b: dict[str, Any]) -> list[str]:
             f"- Ratio {fmt(ratio, 2)}; target ≥ {TARGETS['bucket_ratio']} → {verdict(ratio['median'] >= TARGETS['bucket_ratio'])}.",
             f"- Queueing one bucket event (the hook route's work per request): p50 {queue['p50']:.2f} ms, p99 {queue['p99']:.2f} ms over {queue['events']} events.",
             ""]
+
+
+def overload(o: dict[str, Any]) -> list[str]:
+    if "skipped" in o:
+        return ["## 11. Overload and load shedding", "", f"Skipped: {o['skipped']}.", ""]
+    lines = ["## 11. Overload and load shedding", "", *measured_by(o.get("run")),
+             f"64 clients send searches back to back to one gunicorn worker (4 threads, "
+             f"{o['model']}), and /api/health is polled twice a second. With shedding, a search "
+             f"that could not be answered within {o['bound_s']:g} s is refused at once with 503 "
+             "and Retry-After (LOOKALIKE_SHED_AFTER_SECONDS); without, every search queues.", "",
+             "| run | accepted/s | p50 ms | p99 ms | shed share | other failures | "
+             "slowest health ms | worker restarts |", "|---|---|---|---|---|---|---|---|"]
+    for name in ("shedding", "no_shedding"):
+        r = o[name]
+        lines.append(f"| {name.replace('_', ' ')} | {r['accepted_per_s']:.1f} | {r['p50_ms']:.0f} | "
+                     f"{r['p99_ms']:.0f} | {r['shed_share']:.1%} | {r['other'] or 'none'} | "
+                     f"{r['health_max_ms']:.0f} | {r['worker_restarts']} |")
+    return [*lines, ""]

@@ -37,13 +37,19 @@ def test_the_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     else:  # the same uploads went through nginx and were answered by the app
         assert through_nginx["embed_ms"]["p50"] > 0
         assert through_nginx["total_ms"]["p50"] > through_nginx["embed_ms"]["p50"]
+    overload = report["overload"]
+    if "skipped" not in overload:  # 64 clients, one worker: answered or shed, nothing else
+        assert overload["shedding"]["other"] == overload["no_shedding"]["other"] == {}
+        assert overload["no_shedding"]["shed"] == 0
     markdown = (tmp_path / "report.md").read_text()
     backends = report["encoder-backends"]["models"]["dinov2-s14-random"]["variants"]
     assert {"torch fp32", "onnxruntime fp32", "auto"} <= set(backends)
     assert all(v["min_cosine_to_fp32"] >= 0.999 for v in backends.values() if "error" not in v)
     for heading in ("## 1. Encoder throughput", "## 1b. Encoder backends", "## 2. Query latency",
                     "## 3. Search scaling", "## 4. Ingest throughput",
-                    "## 7. Search with a box", "## 8. Filtered search"):
+                    "## 7. Search with a box", "## 8. Filtered search",
+                    "## 9. Duplicates", "## 10. Indexing a bucket in place",
+                    "## 11. Overload and load shedding"):
         assert heading in markdown
     assert ("through nginx: p50 ms" in markdown) == (nginx_executable() is not None)
 

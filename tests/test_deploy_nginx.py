@@ -234,6 +234,15 @@ def test_each_worker_loads_the_model_before_it_takes_traffic(stack: Stack) -> No
     assert all(loaded[pid] < i for pid, i in first_served.items())
 
 
+def test_metrics_stay_inside_and_request_ids_pass_through(stack: Stack) -> None:
+    assert fetch(stack.url + "/metrics").status == 404
+    assert fetch(stack.gunicorn.url + "/metrics").status == 200  # gunicorn itself, for Prometheus
+    reply = fetch(stack.url + "/api/health")
+    request_id = reply.header("X-Request-ID") or ""
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)  # nginx's $request_id, kept by the app
+    assert request_id in stack.gunicorn.log.read_text(errors="replace")
+
+
 def test_nginx_answers_503_while_gunicorn_is_down(nginx_bin: str, tmp_path: Path) -> None:
     proxy = Nginx(nginx_bin, tmp_path, upstream=f"127.0.0.1:{free_port()}")
     proxy.start()

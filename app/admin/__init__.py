@@ -7,7 +7,7 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Check the admin settings (fail at start, not at the first login) and register."""
-    from app.admin import auth
+    from app.admin import auth, keys  # noqa: F401  (keys: its routes join the admin blueprint)
     from app.admin.routes import bp
     from app.extensions import Lazy
 

@@ -188,6 +188,21 @@ def relabel(id_: str, label: str, *, serving: Serving, files: JobFiles) -> Entry
     return updated
 
 
+def update_image(
+    id_: str, *, label: str | None = None, metadata: dict[str, Any] | None = None,
+    serving: Serving, files: JobFiles,
+) -> Entry:
+    """Change an image's label and/or replace its metadata (the API's PATCH); like
+    ``relabel``, the row is upserted with the same vector under the gallery lock."""
+    with gallery_writes(files):
+        store = serving.store
+        entry = store.get(id_, with_vector=True)
+        updated = replace(entry, label=entry.label if label is None else label.strip(),
+                          metadata=entry.metadata if metadata is None else metadata)
+        store.upsert([updated])
+    return updated
+
+
 def delete_image(id_: str, *, serving: Serving, images: ImageStore, files: JobFiles,
                  keep_files: bool = False) -> Entry:
     """Remove an image's original and thumbnail from the store, then its row.

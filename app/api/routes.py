@@ -7,11 +7,23 @@ from typing import Any
 import torch
 from flask import Blueprint, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
+from spectree import Response as Responses
 from werkzeug.datastructures import CombinedMultiDict
 
+from app.api.openapi import responses, security, spec
+from app.api.schemas import (
+    HealthResponse,
+    LabelsResponse,
+    SearchByKey,
+    SearchByUpload,
+    SearchResponse,
+)
+from app.api.shedding import shed_when_full
+from app.apikeys.auth import require_key
 from app.copies.threshold import copy_threshold
 from app.exceptions import BadRequest, LookalikeError, ModelLoadError
 from app.extensions import encoder, gallery_labels, images, vectors
+from app.metrics.registry import observe_search
 from app.model.encoder import Encoder
 from app.search.query import SearchQuery, parse_query
 from app.search.service import SearchResult, find_similar, find_similar_to_key
@@ -20,6 +32,10 @@ bp = Blueprint("api", __name__)
 
 
 @bp.post("/search")
+@require_key("search")
+@shed_when_full
+@spec.validate(form=SearchByUpload, resp=responses(200, SearchResponse, errors=(401, 403)),
+               tags=["search"], security=security("search"))
 def search_upload() -> ResponseReturnValue:
     files = request.files.getlist("image")
     if len(files) != 1:
@@ -32,6 +48,10 @@ def search_upload() -> ResponseReturnValue:
 
 
 @bp.get("/search")
+@require_key("search")
+@shed_when_full
+@spec.validate(query=SearchByKey, resp=responses(200, SearchResponse, errors=(401, 403, 404)),
+               tags=["search"], security=security("search"))
 def search_key() -> ResponseReturnValue:
     key = request.args.get("key", "")
     if not key:
@@ -45,6 +65,9 @@ def search_key() -> ResponseReturnValue:
 
 
 @bp.get("/labels")
+@require_key("search")
+@spec.validate(resp=responses(200, LabelsResponse, errors=(401, 403)), tags=["search"],
+               security=security("search"))
 def labels() -> ResponseReturnValue:
     """The gallery's labels with their image counts, most images first."""
     counts = gallery_labels()
@@ -52,6 +75,7 @@ def labels() -> ResponseReturnValue:
 
 
 @bp.get("/health")
+@spec.validate(resp=Responses(HTTP_200=HealthResponse, HTTP_503=HealthResponse), tags=["health"])
 def health() -> ResponseReturnValue:
     """Readiness: model loaded, Milvus and the image store reachable."""
     report: dict[str, Any] = {"status": "ok"}
@@ -100,6 +124,7 @@ def _query(values: Any) -> SearchQuery:
 
 
 def _payload(result: SearchResult) -> dict[str, Any]:
+    observe_search(result.timings_ms)
     return {
         "results": [
             {

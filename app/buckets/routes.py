@@ -10,13 +10,21 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from app.api.openapi import BEARER, responses, spec
+from app.api.schemas import HookReply
 from app.buckets import hooks
 
 bp = Blueprint("bucket_hooks", __name__)
 
 
 @bp.post("/api/hooks/s3")
+@spec.validate(resp=responses(202, HookReply, errors=(400, 401, 404)), tags=["bucket events"],
+               security=[{BEARER: []}])
 def s3_events() -> tuple[Response, int]:
+    """MinIO's bucket notification (webhook target), authenticated by its auth token.
+
+    Events of objects under a registered source are queued; the answer comes at once.
+    """
     from app.buckets import service
 
     hooks.check_token(

@@ -86,7 +86,8 @@ def init_app(app: Flask) -> None:
 # Admin blueprints whose pages are about one gallery (each gets /admin/g/<gallery> twins).
 ADMIN_BLUEPRINTS = ("admin.", "admin_sources.", "duplicates.")
 # Admin pages about the account or every gallery, not about one.
-NOT_PER_GALLERY = {"admin.login", "admin.logout", "admin.reindex_status_all"}
+NOT_PER_GALLERY = {"admin.login", "admin.logout", "admin.reindex_status_all",
+                   "admin.keys", "admin.create_key", "admin.revoke_key"}  # keys: deployment-wide
 
 
 def _twin(rule: str, endpoint: str) -> str | None:

@@ -42,15 +42,19 @@ START_LOCK = "reindex-start.lock"  # held for a moment while a job of any galler
 _CHILDREN: list[subprocess.Popen[bytes]] = []
 
 
-def start(app: Flask, kind: str, *, user: str) -> JobState:
+def start(app: Flask, kind: str, *, user: str, model: str | None = None) -> JobState:
     """Start a job process for the current gallery; raises JobRunning if one is running
-    already (for any gallery: one at a time per machine, see ``take_job_lock``)."""
+    already (for any gallery: one at a time per machine, see ``take_job_lock``).
+
+    ``model`` (a reindex from the API) encodes with that model instead of the
+    gallery's; the caller has checked it. The job process reads it from the state.
+    """
     gallery = current_gallery(app)
     files = job_files(app, gallery.name)
     reap()
     fd = take_job_lock(app, files)
     state = JobState(id=new_id(), kind=kind, phase="queued", user=user,
-                     model=gallery.model, started=time.time(),
+                     model=model or gallery.model, started=time.time(),
                      message="starting the job process")
     try:
         files.clear_cancel()

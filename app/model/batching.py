@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.metrics.registry import BATCH_SIZE
+
 
 @dataclass(eq=False)
 class _Request:
@@ -70,6 +72,7 @@ class Coalescer:
                 offset += rows
             self.calls += 1
             self.rows += offset
+            BATCH_SIZE.observe(offset)
             self._busy = False
             self._cond.notify_all()
         return request.outcome()

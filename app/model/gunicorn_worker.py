@@ -10,10 +10,13 @@ gthread's own: signal handlers still run on the main thread and only flip flags 
 from __future__ import annotations
 
 import threading
+import time
+from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
 from app.model import main_thread
+from app.web import queueing
 
 
 class MainThreadModelWorker(ThreadWorker):
@@ -33,3 +36,12 @@ class MainThreadModelWorker(ThreadWorker):
         thread.join()
         if failure:  # as gthread would: gunicorn logs it and the arbiter restarts us
             raise failure[0]
+
+    def enqueue_req(self, conn: Any) -> None:
+        """Stamp the time a connection waits from, for the load shedder (app/web/queueing.py)."""
+        conn.lookalike_queued_at = time.monotonic()
+        super().enqueue_req(conn)
+
+    def handle(self, conn: Any) -> Any:
+        queueing.taken(getattr(conn, "lookalike_queued_at", None))
+        return super().handle(conn)

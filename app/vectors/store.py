@@ -209,13 +209,18 @@ class VectorStore(Collections):
             iterator.close()
 
     @milvus_call("listing rows")
-    def page(self, after: str = "", limit: int = 48, collection: str | None = None) -> list[Entry]:
+    def page(
+        self, after: str = "", limit: int = 48, collection: str | None = None, *,
+        filter: str = "",  # noqa: A002 - Milvus' name; an expression from Filters
+    ) -> list[Entry]:
         """Up to ``limit`` rows with ids after ``after``, by id: keyset paging for the
         admin grid, which stays cheap at any depth (Milvus caps offset + limit). The
-        first batch of a query iterator, for the reason given in ``iterate``."""
+        first batch of a query iterator, for the reason given in ``iterate``.
+        ``filter`` (built by app.vectors.filters) narrows the rows, say to labels."""
+        parts = [f"id > {json.dumps(after)}" if after else "", filter]
         iterator = self.client.query_iterator(
             collection or self.alias, batch_size=limit, limit=limit,
-            filter=f"id > {json.dumps(after)}" if after else "",
+            filter=" and ".join(f"({p})" for p in parts if p),
             output_fields=["id", *OUTPUT_FIELDS], timeout=self.timeout,
         )
         try:
