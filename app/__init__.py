@@ -49,12 +49,13 @@ def configure(app: Flask, config: type | Mapping[str, Any] | None) -> None:
 def register_extensions(app: Flask) -> None:
     from flask_wtf.csrf import CSRFProtect
 
-    from app import extensions
+    from app import coordination, extensions
     from app.web import assets, proxy, security
 
     csrf = CSRFProtect(app)
     app.extensions["lookalike.csrf"] = csrf
     extensions.init_app(app)
+    coordination.init_app(app)  # job state, locks, login limits: instance/ or Redis
     security.init_app(app)  # headers on every response; production secrets checked
     proxy.init_app(app)  # X-Forwarded-* trusted only when PROXY_FIX > 0
     assets.init_app(app)  # /static/x.css?v=<hash>, so proxies may cache for a year

@@ -17,7 +17,7 @@ from app.galleries.registry import Gallery, GalleryRegistry
 from app.galleries.servings import Servings
 from app.gallery.keys import original_name, thumb_name
 from app.gallery.storage import ImageStore
-from app.jobs.state import JobFiles, JobState, gallery_writes, is_locked
+from app.jobs.state import JobFiles, JobState, gallery_writes
 from app.vectors.calls import milvus_call
 from app.vectors.store import VectorStore
 
@@ -107,7 +107,7 @@ def delete_gallery(name: str, *, servings: Servings, images: ImageStore, files: 
         raise BadRequest(
             f"{name!r} is the default gallery (LOOKALIKE_COLLECTION): it cannot be deleted."
         )
-    if is_locked(files.lock):
+    if files.job_locked():
         raise BadRequest(f"A reindex of {name!r} is running: cancel it first, then delete.")
     store = servings.store_for(gallery.alias)
     held = image_count(store)
