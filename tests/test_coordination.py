@@ -180,3 +180,20 @@ def test_the_job_lock_names_its_gallery_and_host_in_redis(two_servers) -> None: 
     finally:
         lock.release()
     assert coordination(a).holder() is None
+
+
+def test_an_unreachable_redis_answers_503_with_a_message_not_a_crash(
+    make_app, admin_hash: str
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.s3server import free_port
+
+    app = make_app(
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        ADMIN_PASSWORD_HASH=admin_hash,
+        REDIS_TIMEOUT=1.0,
+    )
+    response = app.test_client().post(
+        "/admin/login", data={"username": "admin", "password": PASSWORD}
+    )
+    assert response.status_code == 503
+    assert "LOOKALIKE_REDIS_URL" in response.get_data(as_text=True)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from app.coordination.leases import LeaseLock, ReadersWriterLock, Renewer
+from app.exceptions import ServiceUnavailable
 from app.jobs.state import GalleryBusy, JobFiles, JobRunning, JobState, died_message
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,26 @@ log = logging.getLogger(__name__)
 AUDIT_KEEP = 1000  # audit lines kept in Redis for the admin page
 
 
+class CoordinationUnavailable(ServiceUnavailable):
+    title = "Coordination store unavailable"
+
+
 def connect(url: str, timeout: float) -> Any:
+    """A Redis client whose connection failures are ``CoordinationUnavailable`` (a 503)."""
     import redis
 
-    return redis.Redis.from_url(
+    class Client(redis.Redis):
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            try:
+                return super().execute_command(*args, **options)
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # Server replies (NOSCRIPT, ...) pass: redis-py handles them itself.
+                raise CoordinationUnavailable(
+                    "The coordination store (Redis, LOOKALIKE_REDIS_URL) cannot be reached: "
+                    f"{exc}. Try again in a moment."
+                ) from None
+
+    return Client.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -190,10 +207,8 @@ class RedisLoginLimiter:
 
     def failed(self, key: tuple[str, str]) -> None:
         name, now = self._key(key), time.time()
-        pipe = self.owner.client.pipeline()
-        pipe.zadd(name, {f"{now}-{secrets.token_hex(4)}": now})
-        pipe.expire(name, max(1, int(self.window) + 1))
-        pipe.execute()
+        self.owner.client.zadd(name, {f"{now}-{secrets.token_hex(4)}": now})
+        self.owner.client.expire(name, max(1, int(self.window) + 1))
 
     def succeeded(self, key: tuple[str, str]) -> None:
         self.owner.client.delete(self._key(key))
@@ -211,15 +226,11 @@ class RedisAuditLog:
         self.name = owner.key("audit")
 
     def append(self, line: str) -> None:
-        import redis
-
-        pipe = self.owner.client.pipeline()
-        pipe.lpush(self.name, line)
-        pipe.ltrim(self.name, 0, AUDIT_KEEP - 1)
         try:
-            pipe.execute()
-        except redis.RedisError as exc:  # the action happened; losing its line must not undo it
-            log.error("could not store the audit entry in Redis: %s", exc)
+            self.owner.client.lpush(self.name, line)
+            self.owner.client.ltrim(self.name, 0, AUDIT_KEEP - 1)
+        except CoordinationUnavailable as exc:  # the action happened: it must not be undone
+            log.error("could not store the audit entry in Redis: %s", exc.message)
 
     def lines(self, limit: int) -> list[str]:
         return list(self.owner.client.lrange(self.name, 0, limit - 1))
