@@ -93,16 +93,17 @@ class RedisJobLock:
         lock, value = self.lock, self.value
 
         def watch() -> None:
-            while True:
+            renewing = True
+            while renewing:
                 try:
                     child.wait(timeout=lock.lease / 3)
                     return  # ended: its lease lapses unless it released it
                 except subprocess.TimeoutExpired:
                     try:
-                        if not lock.renew(value):
-                            return
-                    except Exception:  # noqa: BLE001 - Redis down: the child renews too
-                        continue
+                        renewing = lock.renew(value)  # False: released (or lost) by the job
+                    except CoordinationUnavailable:
+                        continue  # Redis down: the child renews too
+            child.wait()  # reap it when it ends (no zombie)
 
         threading.Thread(target=watch, name=f"renew-job-{child.pid}", daemon=True).start()
 
