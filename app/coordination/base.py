@@ -12,8 +12,16 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from app.exceptions import ServiceUnavailable
+
 if TYPE_CHECKING:
     from app.jobs.state import JobFiles
+
+
+class CoordinationUnavailable(ServiceUnavailable):
+    """The shared store (Redis) cannot be reached: a 503 that says so."""
+
+    title = "Coordination store unavailable"
 
 
 class JobLock(Protocol):

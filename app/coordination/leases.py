@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from app.coordination.base import CoordinationUnavailable
+
 log = logging.getLogger(__name__)
 
 RENEW = """
@@ -71,8 +73,8 @@ class Renewer:
         while not self._stop.wait(self._interval):
             try:
                 held = self._renew()
-            except Exception as exc:  # noqa: BLE001 - a thread must report, not die silently
-                log.warning("could not renew the lease of %s: %s", self._what, exc)
+            except CoordinationUnavailable as exc:
+                log.warning("could not renew the lease of %s: %s", self._what, exc.message)
                 continue  # Redis may be back before the lease ends
             if not held:
                 self.lost = True

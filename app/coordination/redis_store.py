@@ -30,17 +30,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from app.coordination.base import CoordinationUnavailable
 from app.coordination.leases import LeaseLock, ReadersWriterLock, Renewer
-from app.exceptions import ServiceUnavailable
 from app.jobs.state import GalleryBusy, JobFiles, JobRunning, JobState, died_message
 
 log = logging.getLogger(__name__)
 
 AUDIT_KEEP = 1000  # audit lines kept in Redis for the admin page
-
-
-class CoordinationUnavailable(ServiceUnavailable):
-    title = "Coordination store unavailable"
 
 
 def connect(url: str, timeout: float) -> Any:
