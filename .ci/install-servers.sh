@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the servers the deployment tests start themselves:
-#   nginx, docker-compose, chromium + chromium-driver   Debian packages
+#   nginx, docker-compose, chromium + chromium-driver, redis-server   Debian packages
 #   Milvus standalone       PyPI `milvus` 2.3.5 in its own venv (LOOKALIKE_MILVUS_VENV)
 # (s3rver comes from npm in .ci/run.) Idempotent. What cannot be installed is
 # reported and its tests skip, saying how to install it.
@@ -22,6 +22,8 @@ command -v docker-compose >/dev/null || packages+=(docker-compose)
 # Headless Chromium for the admin browser test (tests/test_admin_browser.py).
 command -v chromium >/dev/null || packages+=(chromium)
 command -v chromedriver >/dev/null || packages+=(chromium-driver)
+# Redis for the several-web-servers tests (tests/test_coordination*.py).
+command -v redis-server >/dev/null || packages+=(redis-server)
 if [ ${#packages[@]} -gt 0 ]; then
   # Keep Debian from starting the packaged nginx as a service on port 80 of
   # every interface: the tests run their own, on 127.0.0.1.
@@ -34,6 +36,7 @@ if [ ${#packages[@]} -gt 0 ]; then
      && DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null; then
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
       sudo_if_needed systemctl disable --now nginx >/dev/null 2>&1 || true
+      sudo_if_needed systemctl disable --now redis-server >/dev/null 2>&1 || true
     fi
   else
     warn "could not install ${packages[*]}; the nginx and compose tests will skip"

@@ -49,12 +49,13 @@ def configure(app: Flask, config: type | Mapping[str, Any] | None) -> None:
 def register_extensions(app: Flask) -> None:
     from flask_wtf.csrf import CSRFProtect
 
-    from app import apikeys, extensions, metrics, ratelimit
+    from app import apikeys, coordination, extensions, metrics, ratelimit
     from app.web import assets, proxy, security
 
     csrf = CSRFProtect(app)
     app.extensions["lookalike.csrf"] = csrf
     extensions.init_app(app)
+    coordination.init_app(app)  # job state, locks, login limits: instance/ or Redis
     apikeys.init_app(app)  # API keys in Milvus, checked by app.apikeys.auth
     ratelimit.init_app(app)  # API rate limits, counted across the host's workers
     metrics.init_app(app)  # request ids, JSON request log lines, /metrics

@@ -109,6 +109,15 @@ class Config:
     # A search is refused at once (503 + Retry-After) when those already waiting for
     # this worker's model would take longer than this to serve; 0 = never.
     SHED_AFTER_SECONDS = 5.0
+    # Several web servers (docs/deploy.md): "" keeps job state, locks, login limits and
+    # the audit log under instance/ (one machine); redis://host:6379/0 keeps them in Redis.
+    REDIS_URL = ""
+    REDIS_PREFIX = "lookalike"  # key prefix, so deployments may share one Redis
+    REDIS_TIMEOUT = 5.0
+    REDIS_LEASE_SECONDS = 30.0  # a lock whose holder stopped renewing lapses after this
+    # ProductionConfig with a Milvus server on another host and no Redis refuses to start
+    # unless this says there is only one web server.
+    SINGLE_HOST = False
 
 
 class TestConfig(Config):

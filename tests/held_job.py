@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable
 
+from app.galleries.current import job_files
 from app.jobs import launch
 from app.jobs.state import JobFiles, JobState
 
@@ -36,7 +37,7 @@ def main() -> None:
     run_here = launch.run_here
 
     def run_held(app, kind, *, on_change=None, **options):  # type: ignore[no-untyped-def]
-        hold = holding(phase, float(seconds), JobFiles(app.instance_path))
+        hold = holding(phase, float(seconds), job_files(app))  # files or Redis
 
         def both(state: JobState) -> None:
             if on_change is not None:

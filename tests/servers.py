@@ -14,6 +14,9 @@ Everything listens on 127.0.0.1 and is stopped by the fixture that started it.
   create a network namespace (root: CI) the server runs in a private one, with
   only its gRPC port relayed to 127.0.0.1 here. ``LOOKALIKE_TEST_MILVUS_URI``
   uses a server that is already running instead.
+- ``redis_server``: Debian's ``redis-server`` as a user process on a free port,
+  nothing saved to disk. Install: ``apt-get install -y --no-install-recommends
+  redis-server``.
 """
 
 from __future__ import annotations
@@ -487,3 +490,29 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.uri
     finally:
         server.stop()
+
+
+# -- Redis --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a Redis server of this session (``redis://127.0.0.1:PORT/0``)."""
+    executable = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").is_file() else None)
+    if executable is None:
+        pytest.skip("No Redis server for tests: `apt-get install -y --no-install-recommends "
+                    "redis-server`.")
+    folder = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    log = folder / "redis.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [executable, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+             "--daemonize", "no", "--dir", str(folder)],
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(port, process, 20.0, "redis-server", log)
+        yield f"redis://{HOST}:{port}/0"
+    finally:
+        stop_process(process)

@@ -20,7 +20,7 @@ from tests.servers import ROOT
 
 COMPOSE_FILES = [ROOT / "docker-compose.yml", ROOT / "docker-compose.gpu.yml"]
 ENV_EXAMPLE = ROOT / ".env.example"
-SERVICES = {"etcd", "minio", "milvus", "web", "nginx", "trainer"}
+SERVICES = {"etcd", "minio", "milvus", "redis", "web", "nginx", "trainer"}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_every_server_is_pinned_and_health_checked(compose: str) -> None:
     services = resolved(compose)["services"]
     for name in SERVICES - {"trainer"}:
         assert services[name]["healthcheck"]["test"], name
-    for name in ("etcd", "minio", "milvus", "nginx"):
+    for name in ("etcd", "minio", "milvus", "redis", "nginx"):
         image = services[name]["image"]
         assert re.search(r":(v?\d+\.\d+\.\d+|RELEASE\.[0-9TZ-]+)$", image), image
     assert services["milvus"]["image"] == "milvusdb/milvus:v2.5.16"
@@ -83,7 +83,8 @@ def test_every_server_is_pinned_and_health_checked(compose: str) -> None:
 
 def test_services_start_in_order_of_health(compose: str) -> None:
     services = resolved(compose)["services"]
-    expected = {"milvus": {"etcd", "minio"}, "web": {"milvus", "minio"}, "nginx": {"web"}}
+    expected = {"milvus": {"etcd", "minio"}, "web": {"milvus", "minio", "redis"},
+                "nginx": {"web"}}
     for name, needs in expected.items():
         depends = services[name]["depends_on"]
         assert set(depends) == needs, name
@@ -92,7 +93,7 @@ def test_services_start_in_order_of_health(compose: str) -> None:
 
 def test_data_lives_in_named_volumes_and_only_nginx_is_public(compose: str) -> None:
     config = resolved(compose)
-    named = {"etcd-data", "minio-data", "milvus-data", "instance", "hf-cache"}
+    named = {"etcd-data", "minio-data", "milvus-data", "redis-data", "instance", "hf-cache"}
     assert named <= set(config["volumes"])
     services = config["services"]
     assert any(v.startswith("milvus-data:") for v in services["milvus"]["volumes"])
@@ -111,6 +112,7 @@ def test_the_app_is_wired_to_milvus_minio_and_nginx(compose: str) -> None:
     assert env["LOOKALIKE_S3_ACCESS_KEY"] == access_key
     assert services["milvus"]["environment"]["MINIO_ACCESS_KEY_ID"] == access_key
     assert services["nginx"]["environment"]["LOOKALIKE_UPSTREAM"] == "web:8000"
+    assert env["LOOKALIKE_REDIS_URL"] == "redis://redis:6379/0"
     mounts = [v.split(":")[0] for s in services.values() for v in s.get("volumes", [])]
     for path in (m for m in mounts if m.startswith("/")):
         if "gallery" not in path and "datasets" not in path:  # user folders, made on first run
@@ -147,3 +149,12 @@ def test_minio_sends_bucket_events_to_the_app_with_its_token(compose: str) -> No
     assert minio["MINIO_NOTIFY_WEBHOOK_ENABLE_lookalike"] == "on"
     assert minio["MINIO_NOTIFY_WEBHOOK_ENDPOINT_lookalike"] == "http://web:8000/api/hooks/s3"
     assert minio["MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_lookalike"] == web["LOOKALIKE_S3_WEBHOOK_TOKEN"]
+
+
+def test_redis_can_be_turned_off_for_a_single_web_server(compose: str, tmp_path: Path) -> None:
+    """``LOOKALIKE_REDIS_URL=`` (empty) in .env keeps the instance volume and the
+    generated password, as before Redis was in the stack."""
+    env_file = tmp_path / "single.env"
+    env_file.write_text("LOOKALIKE_REDIS_URL=\n")
+    web = resolved(compose, "--env-file", str(env_file))["services"]["web"]
+    assert web["environment"]["LOOKALIKE_REDIS_URL"] in ("", None)

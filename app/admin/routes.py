@@ -29,7 +29,6 @@ from app.admin.service import (
     add_images,
     browse,
     count,
-    delete_image,
     overview,
     relabel,
     upload_sources,
@@ -37,9 +36,9 @@ from app.admin.service import (
 from app.errors import wants_json
 from app.exceptions import BadRequest, NotFound
 from app.extensions import gallery as current_gallery
-from app.extensions import images, serving, servings
+from app.extensions import images, serving
 from app.galleries.current import job_files
-from app.galleries.service import held_elsewhere
+from app.galleries.service import delete_from_current
 from app.gallery.keys import is_valid_id
 from app.jobs import launch
 from app.jobs.state import JobFiles, JobRunning
@@ -245,9 +244,7 @@ def confirm_delete(id_: str) -> str:
 @bp.post("/gallery/<id_>/delete")
 def delete(id_: str) -> ResponseReturnValue:
     # Files are shared by content: kept while another gallery holds the same image.
-    others = held_elsewhere(id_, current_gallery(), servings())
-    entry = delete_image(_entry(id_).id, serving=serving(), images=images(), files=_files(),
-                         keep_files=bool(others))
+    entry, others = delete_from_current(_entry(id_).id)
     audit.record("gallery.delete", id=entry.id, key=entry.key, label=entry.label)
     flash(f"Deleted {entry.label or entry.key}: removed from the index"
           + (f" (its file stays: {', '.join(others)} holds it too)." if others

@@ -15,7 +15,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 
 from app import audit
-from app.admin.service import add_images, delete_image, update_image, upload_sources
+from app.admin.service import add_images, update_image, upload_sources
 from app.api.openapi import responses, security, spec
 from app.api.schemas import (
     Deleted,
@@ -30,6 +30,7 @@ from app.apikeys.auth import actor, require_key
 from app.exceptions import BadRequest, NotFound
 from app.extensions import images, serving
 from app.galleries.current import job_files
+from app.galleries.service import delete_from_current
 from app.gallery.ingest import Report
 from app.gallery.keys import is_valid_id, is_valid_key, key_id
 from app.jobs.state import JobFiles
@@ -168,7 +169,7 @@ def edit(key: str) -> ResponseReturnValue:
     resp=responses(200, Deleted, errors=(*AUTH, 404)), tags=TAGS, security=security("manage")
 )
 def remove(key: str) -> ResponseReturnValue:
-    entry = delete_image(_find(key).id, serving=serving(), images=images(), files=_files())
+    entry, _ = delete_from_current(_find(key).id)  # files kept while another gallery holds them
     audit.record("gallery.delete", user=actor(), id=entry.id, key=entry.key, label=entry.label)
     return jsonify({"deleted": entry.key})
 

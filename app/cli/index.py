@@ -66,10 +66,12 @@ def _warn_local() -> None:
 @index_cli.command("rebuild")
 @click.option("--batch-size", type=int, default=None, help="Images per model batch.")
 @click.option("--lock-fd", type=int, default=None, hidden=True)  # from the web app's start
+@click.option("--lock-token", default=None, hidden=True)  # the same, with Redis
 @click.option("--job-id", default="", hidden=True)
 @click.option("--user", default="", hidden=True)
 @gallery_option
-def index_rebuild(batch_size: int | None, lock_fd: int | None, job_id: str, user: str) -> None:
+def index_rebuild(batch_size: int | None, lock_fd: int | None, lock_token: str | None,
+                  job_id: str, user: str) -> None:
     """Re-encode every gallery image with LOOKALIKE_MODEL into a new collection, build its
     index, then switch the serving alias to it in one step.
 
@@ -77,20 +79,22 @@ def index_rebuild(batch_size: int | None, lock_fd: int | None, job_id: str, user
     kept for `index rollback`. Safe to interrupt (Ctrl+C): the alias only moves at the
     end. Works while the web app runs; one reindex at a time.
     """
-    _run_job("reindex", batch_size=batch_size, lock_fd=lock_fd, job_id=job_id, user=user)
+    _run_job("reindex", batch_size=batch_size, lock_fd=lock_fd, lock_token=lock_token,
+             job_id=job_id, user=user)
 
 
 @index_cli.command("rollback")
 @click.option("--lock-fd", type=int, default=None, hidden=True)
+@click.option("--lock-token", default=None, hidden=True)
 @click.option("--job-id", default="", hidden=True)
 @click.option("--user", default="", hidden=True)
 @gallery_option
-def index_rollback(lock_fd: int | None, job_id: str, user: str) -> None:
+def index_rollback(lock_fd: int | None, lock_token: str | None, job_id: str, user: str) -> None:
     """Switch the serving alias back to the previous collection (and its model).
 
     Images added or deleted since the last reindex are carried over first.
     """
-    _run_job("rollback", lock_fd=lock_fd, job_id=job_id, user=user)
+    _run_job("rollback", lock_fd=lock_fd, lock_token=lock_token, job_id=job_id, user=user)
 
 
 def _run_job(kind: str, **options) -> None:  # type: ignore[no-untyped-def]

@@ -23,7 +23,6 @@ from flask.typing import ResponseReturnValue
 from app import audit
 from app.admin import auth
 from app.admin.forms import ActionForm
-from app.admin.service import delete_image
 from app.copies.job import DuplicateJob
 from app.copies.marks import Marks
 from app.copies.report import as_csv, report_from_json
@@ -31,8 +30,8 @@ from app.copies.service import duplicates
 from app.copies.threshold import read_calibration
 from app.exceptions import BadRequest
 from app.extensions import images, serving, snapshot
+from app.galleries.service import delete_from_current
 from app.gallery.keys import is_valid_id
-from app.jobs.state import JobFiles
 
 bp = Blueprint("duplicates", __name__, url_prefix="/admin/duplicates")
 
@@ -102,9 +101,7 @@ def keep() -> ResponseReturnValue:
         raise BadRequest("Choose the image to keep from the group.")
     deleted = []
     for id_ in sorted(ids - {keeper}):
-        entry = delete_image(
-            id_, serving=serving(), images=images(), files=JobFiles(current_app.instance_path)
-        )
+        entry, _ = delete_from_current(id_)  # files kept while another gallery holds them
         audit.record(
             "gallery.delete", id=entry.id, key=entry.key, label=entry.label, reason="duplicate"
         )

@@ -42,21 +42,27 @@ def job_files(app: Flask | None = None, name: str | None = None) -> JobFiles:
     The default gallery's stay directly under instance/, where they always were, so
     a running deployment upgrades in place; others live in instance/galleries/<name>/.
     """
+    from app.coordination import coordination
+
     app = app or current_app
     name = current_name() if name is None else name
     root = Path(app.instance_path)
-    if not name or name == default_name(str(app.config["COLLECTION"])):
-        return JobFiles(root)
-    return JobFiles(root / GALLERY_DIR / check_name(name))
+    default = default_name(str(app.config["COLLECTION"]))
+    if not name or name == default:
+        return coordination(app).job_files(default, root)
+    return coordination(app).job_files(name, root / GALLERY_DIR / check_name(name))
 
 
 def all_job_files(app: Flask) -> dict[str, JobFiles]:
     """Job files of every gallery that has some on disk, by gallery name."""
+    from app.coordination import coordination
+
     root = Path(app.instance_path)
-    found = {default_name(str(app.config["COLLECTION"])): JobFiles(root)}
+    default = default_name(str(app.config["COLLECTION"]))
+    found = {default: coordination(app).job_files(default, root)}
     for folder in sorted((root / GALLERY_DIR).glob("*")):
         if folder.is_dir():
-            found[folder.name] = JobFiles(folder)
+            found[folder.name] = coordination(app).job_files(folder.name, folder)
     return found
 
 

@@ -17,8 +17,9 @@ from app.galleries.registry import Gallery, GalleryRegistry
 from app.galleries.servings import Servings
 from app.gallery.keys import original_name, thumb_name
 from app.gallery.storage import ImageStore
-from app.jobs.state import JobFiles, JobState, gallery_writes, is_locked
+from app.jobs.state import JobFiles, JobState, gallery_writes
 from app.vectors.calls import milvus_call
+from app.vectors.records import Entry
 from app.vectors.store import VectorStore
 
 
@@ -107,7 +108,7 @@ def delete_gallery(name: str, *, servings: Servings, images: ImageStore, files: 
         raise BadRequest(
             f"{name!r} is the default gallery (LOOKALIKE_COLLECTION): it cannot be deleted."
         )
-    if is_locked(files.lock):
+    if files.job_locked():
         raise BadRequest(f"A reindex of {name!r} is running: cancel it first, then delete.")
     store = servings.store_for(gallery.alias)
     held = image_count(store)
@@ -132,3 +133,19 @@ def _drop_collections(store: VectorStore) -> None:
         client.drop_alias(store.alias, timeout=store.maintenance_timeout)
     for collection in store.generations():
         client.drop_collection(collection, timeout=store.maintenance_timeout)
+
+
+def delete_from_current(id_: str) -> tuple[Entry, list[str]]:
+    """Delete image ``id_`` from the current gallery: its row, and its files unless
+    another gallery holds the same image (returned: those galleries' names).
+
+    The one delete path of the admin page, the duplicates page and the API.
+    """
+    from app.admin.service import delete_image
+    from app.extensions import gallery, images, serving, servings
+    from app.galleries.current import job_files
+
+    others = held_elsewhere(id_, gallery(), servings())
+    entry = delete_image(id_, serving=serving(), images=images(), files=job_files(),
+                         keep_files=bool(others))
+    return entry, others

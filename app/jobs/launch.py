@@ -6,38 +6,38 @@ writes a "queued" state and starts ``flask index rebuild`` as its own session,
 handing it the locked file descriptor, so there is no moment at which a second
 start could slip in. The child gets the web app's configuration through
 ``LOOKALIKE_*`` variables (the app may have been built from a mapping in tests)
-and writes its output to ``instance/reindex.log``.
+and writes its output to ``instance/reindex.log``. Where the lock lives (a file
+lock handed over as an fd, or a Redis lease handed over as a token) is
+app/coordination/'s business.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import secrets
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 
 from flask import Flask, has_app_context
 
 from app import extensions
+from app.coordination import coordination
+from app.coordination.base import JobLock
 from app.exceptions import LookalikeError
 from app.galleries.current import all_job_files, job_files
 from app.galleries.registry import Gallery
 from app.jobs.reindex import Progress, Reindexer
-from app.jobs.state import JobFiles, JobRunning, JobState, acquire, is_locked, release
+from app.jobs.state import JobFiles, JobState
 
 log = logging.getLogger(__name__)
 
 COMMANDS = {"reindex": "rebuild", "rollback": "rollback"}
-START_LOCK = "reindex-start.lock"  # held for a moment while a job of any gallery starts
 # Handles of jobs this process started, polled so that finished ones are reaped.
 _CHILDREN: list[subprocess.Popen[bytes]] = []
 
@@ -52,38 +52,37 @@ def start(app: Flask, kind: str, *, user: str, model: str | None = None) -> JobS
     gallery = current_gallery(app)
     files = job_files(app, gallery.name)
     reap()
-    fd = take_job_lock(app, files)
+    lock = take_job_lock(app, files)
     state = JobState(id=new_id(), kind=kind, phase="queued", user=user,
                      model=model or gallery.model, started=time.time(),
                      message="starting the job process")
     try:
         files.clear_cancel()
         files.write(state)
+        files.root.mkdir(parents=True, exist_ok=True)
         with open(files.log, "ab") as output:
             child = subprocess.Popen(
-                job_command(kind, fd, state.id, user, gallery.name), cwd=_root(),
-                env=child_env(app),
-                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, pass_fds=(fd,),
+                job_command(kind, lock.handoff_args(), state.id, user, gallery.name),
+                cwd=_root(), env=child_env(app), stdin=subprocess.DEVNULL, stdout=output,
+                stderr=subprocess.STDOUT, pass_fds=lock.pass_fds,
                 start_new_session=True,  # survives the request, the worker and its ^C
             )
-        _CHILDREN.append(child)
-        # Reap it when it ends, whatever this process is doing then (no zombie, and
-        # no "subprocess still running" warning if we exit first: it outlives us).
-        threading.Thread(target=child.wait, name=f"reap-job-{child.pid}", daemon=True).start()
-        return replace(state, pid=child.pid)
     except OSError as exc:
+        lock.release()
         state = replace(state, phase="failed", finished=time.time(),
                         error=f"Could not start the job process: {exc}.")
         files.write(state)
         return state
-    finally:
-        release(fd)  # the child holds the lock from here on
+    _CHILDREN.append(child)
+    lock.handed_over(child)  # the child holds the lock from here on; reaped when it ends
+    return replace(state, pid=child.pid)
 
 
-def job_command(kind: str, lock_fd: int, job_id: str, user: str, gallery: str) -> list[str]:
+def job_command(kind: str, lock_args: list[str], job_id: str, user: str, gallery: str
+                ) -> list[str]:
     """The job process's command line: ``flask index rebuild|rollback`` with the lock."""
     return [sys.executable, "-m", "flask", "--app", "app:create_app()", "index",
-            COMMANDS[kind], "--lock-fd", str(lock_fd), "--job-id", job_id, "--user", user,
+            COMMANDS[kind], *lock_args, "--job-id", job_id, "--user", user,
             "--gallery", gallery]
 
 
@@ -95,27 +94,16 @@ def current_gallery(app: Flask) -> Gallery:
         return extensions.gallery()
 
 
-def take_job_lock(app: Flask, files: JobFiles) -> int:
-    """The job lock of ``files``' gallery, if no gallery's job runs on this machine.
+def take_job_lock(app: Flask, files: JobFiles) -> JobLock:
+    """The job lock of ``files``' gallery, if no gallery's job runs on this machine (or,
+    with Redis, in this deployment).
 
     One job at a time: a reindex takes every core it is given, so two at once would
-    each take twice as long and slow searches down twice as much. A short-held start
-    lock makes "check the others, take ours" one step for concurrent starts.
+    each take twice as long and slow searches down twice as much.
     """
-    start_fd = acquire(Path(app.instance_path) / START_LOCK, attempts=100)
-    if start_fd is None:
-        raise JobRunning("Another reindex is being started right now. Try again in a moment.")
-    try:
-        for name, other in all_job_files(app).items():
-            if other.root != files.root and is_locked(other.lock):
-                raise JobRunning(f"Gallery {name!r}: " + running_message(other.read())
-                                 + " Only one reindex runs at a time on this machine.")
-        fd = acquire(files.lock)
-        if fd is None:
-            raise JobRunning(running_message(files.read()))
-        return fd
-    finally:
-        release(start_fd)
+    coordinator = coordination(app)
+    others = {} if coordinator.shared else all_job_files(app)
+    return coordinator.take_job_lock(files, others)
 
 
 def run_here(
@@ -124,13 +112,15 @@ def run_here(
     *,
     user: str = "",
     lock_fd: int | None = None,
+    lock_token: str | None = None,
     job_id: str = "",
     batch_size: int | None = None,
     on_change: Callable[[JobState], None] | None = None,
 ) -> JobState:
     """Run a job in this process (the CLI, or the child ``start`` made). Needs an app context."""
     files = job_files(app)
-    fd, state = _take_lock(app, files, kind, user=user, lock_fd=lock_fd, job_id=job_id)
+    lock, state = _take_lock(app, files, kind, user=user, lock_fd=lock_fd,
+                             lock_token=lock_token, job_id=job_id)
     try:
         _be_nice(int(app.config.get("REINDEX_NICE") or 0))
         state = replace(state, pid=os.getpid(), phase="loading", message="connecting")
@@ -141,7 +131,7 @@ def run_here(
         return final
     finally:
         files.clear_cancel()
-        release(fd)
+        lock.release()
 
 
 def _execute(app: Flask, progress: Progress, batch_size: int | None) -> JobState:
@@ -176,20 +166,21 @@ def _record(files: JobFiles, final: JobState, kind: str, user: str) -> None:
 
 
 def _take_lock(
-    app: Flask, files: JobFiles, kind: str, *, user: str, lock_fd: int | None, job_id: str
-) -> tuple[int, JobState]:
+    app: Flask, files: JobFiles, kind: str, *, user: str, lock_fd: int | None,
+    lock_token: str | None, job_id: str
+) -> tuple[JobLock, JobState]:
     model = extensions.gallery().model
-    if lock_fd is None:
-        fd = take_job_lock(app, files)
+    if lock_fd is None and lock_token is None:
+        lock = take_job_lock(app, files)
         files.clear_cancel()
         state = JobState(id=new_id(), kind=kind, user=user, model=model, started=time.time())
-        return fd, state
-    # Handed over by ``start``: the same open file, so this succeeds only if we hold it.
-    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return lock, state
+    # Handed over by ``start``: this succeeds only if we hold it.
+    lock = coordination(app).adopt_job_lock(lock_fd=lock_fd, lock_token=lock_token)
     state = files.read()
     if state.id != job_id:
         state = JobState(id=job_id, kind=kind, user=user, model=model, started=time.time())
-    return lock_fd, state
+    return lock, state
 
 
 def running_message(state: JobState) -> str:
@@ -198,7 +189,8 @@ def running_message(state: JobState) -> str:
     since = datetime.fromtimestamp(state.started).strftime("%H:%M:%S") if state.started else "?"
     who = f" by {state.user}" if state.user else ""
     return (f"A {state.kind} is already running ({state.phase}, {state.done}/{state.total} "
-            f"images, started{who} at {since}). Wait for it to finish, or cancel it.")
+            f"images, started{who} at {since}, job {state.id}). Wait for it to finish, or "
+            "cancel it.")
 
 
 def child_env(app: Flask) -> dict[str, str]:

@@ -5,7 +5,8 @@ share lives in small files under the instance folder: ``reindex.json`` (progress
 rewritten atomically), ``reindex.lock`` (held by the running job; free while the
 state says running means the job died), ``reindex.cancel`` and ``gallery.lock``
 (writers shared, the switch exclusive). Every process must share that folder
-(docs/architecture.md, "Reindex").
+(docs/architecture.md, "Reindex"). With ``LOOKALIKE_REDIS_URL`` the same things
+live in Redis instead (app/coordination/redis_store.py subclasses ``JobFiles``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ class JobFiles:
     def read(self) -> JobState:
         """The current state; a job that died without saying so is reported as failed."""
         state = _load(self.state)
-        if state.active and not is_locked(self.lock):
+        if state.active and not self.job_locked():
             state = _load(self.state)  # it may have finished between the two looks
             if state.active:
                 state = replace(state, phase="failed", finished=state.finished or time.time(),
@@ -127,6 +128,18 @@ class JobFiles:
 
     def clear_cancel(self) -> None:
         self.cancel.unlink(missing_ok=True)
+
+    def job_locked(self) -> bool:
+        """Whether a job of this gallery holds its lock (a dead one holds nothing)."""
+        return is_locked(self.lock)
+
+    def writes(self, *, timeout: float = 60.0) -> AbstractContextManager[None]:
+        return _flock_writes(self, timeout=timeout)
+
+    def frozen(
+        self, *, cancelled: Callable[[], bool], waiting: Callable[[], None]
+    ) -> AbstractContextManager[bool]:
+        return _flock_frozen(self, cancelled=cancelled, waiting=waiting)
 
 
 def died_message(state: JobState) -> str:
@@ -195,9 +208,25 @@ def is_locked(path: Path) -> bool:
     return False
 
 
+def gallery_writes(files: JobFiles, *, timeout: float = 60.0) -> AbstractContextManager[None]:
+    """Hold the gallery lock shared while changing the gallery (see the module docstring;
+    with Redis, app/coordination/leases.py)."""
+    return files.writes(timeout=timeout)
+
+
+def gallery_frozen(
+    files: JobFiles, *, cancelled: Callable[[], bool], waiting: Callable[[], None]
+) -> AbstractContextManager[bool]:
+    """Hold the gallery lock exclusively, once running writes finish.
+
+    Yields False (without the lock) if the job was cancelled while waiting.
+    ``waiting`` is called about once a second while writers hold the lock.
+    """
+    return files.frozen(cancelled=cancelled, waiting=waiting)
+
+
 @contextmanager
-def gallery_writes(files: JobFiles, *, timeout: float = 60.0) -> Iterator[None]:
-    """Hold the gallery lock shared while changing the gallery (see the module docstring)."""
+def _flock_writes(files: JobFiles, *, timeout: float) -> Iterator[None]:
     deadline = time.monotonic() + timeout
     while (fd := try_lock(files.gallery_lock, shared=True)) is None:
         if time.monotonic() > deadline:
@@ -211,14 +240,9 @@ def gallery_writes(files: JobFiles, *, timeout: float = 60.0) -> Iterator[None]:
 
 
 @contextmanager
-def gallery_frozen(
+def _flock_frozen(
     files: JobFiles, *, cancelled: Callable[[], bool], waiting: Callable[[], None]
 ) -> Iterator[bool]:
-    """Hold the gallery lock exclusively, once running writes finish.
-
-    Yields False (without the lock) if the job was cancelled while waiting.
-    ``waiting`` is called about once a second while writers hold the lock.
-    """
     next_note = 0.0
     while (fd := try_lock(files.gallery_lock)) is None:
         if cancelled():

@@ -1,0 +1,72 @@
+"""What the web servers, CLI commands and reindex jobs of one deployment must agree on.
+
+Two implementations choose once per process (app/coordination/__init__.py): the
+embedded default keeps files under ``instance/`` (app/coordination/local.py), a
+deployment with several web servers keeps the same things in Redis
+(app/coordination/redis_store.py). The rest of the app sees only these shapes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from app.exceptions import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from app.jobs.state import JobFiles
+
+
+class CoordinationUnavailable(ServiceUnavailable):
+    """The shared store (Redis) cannot be reached: a 503 that says so."""
+
+    title = "Coordination store unavailable"
+
+
+class JobLock(Protocol):
+    """The one-at-a-time reindex lock while held, here or handed to a job process."""
+
+    pass_fds: tuple[int, ...]
+
+    def handoff_args(self) -> list[str]:
+        """Command-line options that let the job process take the lock over."""
+        ...
+
+    def handed_over(self, child: subprocess.Popen[bytes]) -> None:
+        """The job process started: stop holding the lock here (it holds it now)."""
+        ...
+
+    def release(self) -> None: ...
+
+
+class LoginLimiter(Protocol):
+    def wait(self, key: tuple[str, str]) -> float: ...
+
+    def failed(self, key: tuple[str, str]) -> None: ...
+
+    def succeeded(self, key: tuple[str, str]) -> None: ...
+
+
+class AuditLog(Protocol):
+    def append(self, line: str) -> None: ...
+
+    def lines(self, limit: int) -> list[str]:
+        """The last ``limit`` lines, newest first (a damaged one may be among them)."""
+        ...
+
+
+class Coordination(Protocol):
+    """Where the job state, the locks, the login limits and the audit log live."""
+
+    shared: bool  # True when several web servers can share it (Redis)
+
+    def job_files(self, gallery: str, root: Path) -> JobFiles: ...
+
+    def take_job_lock(self, files: JobFiles, others: dict[str, JobFiles]) -> JobLock: ...
+
+    def adopt_job_lock(self, *, lock_fd: int | None, lock_token: str | None) -> JobLock: ...
+
+    def login_limiter(self, attempts: int, window: float) -> LoginLimiter: ...
+
+    def audit_log(self) -> AuditLog: ...
