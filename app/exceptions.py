@@ -73,3 +73,8 @@ class UnknownGallery(NotFound):
     def __init__(self, message: str, *, known: list[str]) -> None:
         super().__init__(message)
         self.known = known
+
+
+class RayUnavailable(LookalikeError):
+    status = 503
+    title = "Ray is not installed"

@@ -12,6 +12,7 @@ from flask.cli import AppGroup
 from tqdm import tqdm
 
 from app.cli import fail
+from app.cluster.cli import ray_option, resolve_address
 from app.exceptions import LookalikeError
 from app.galleries.current import gallery_option, job_files
 
@@ -37,9 +38,11 @@ def _path_or_location() -> click.ParamType:
 @click.option("--endpoint", default="", help="s3:// only: a named endpoint of S3_ENDPOINTS.")
 @click.option("--batch-size", type=int, default=None, help="Images per model batch.")
 @click.option("--wait/--no-wait", default=True, help="Wait for the index to cover the new rows.")
+@ray_option
 @gallery_option
 def gallery_add(paths: tuple[Path, ...], labels: Path | None, label_from_folder: bool,
-                label_meta: str, endpoint: str, batch_size: int | None, wait: bool) -> None:
+                label_meta: str, endpoint: str, batch_size: int | None, wait: bool,
+                ray_address: str | None) -> None:
     """Add image files, folders (recursive) and .zip archives to the gallery, or index
     s3://BUCKET/PREFIX in place (docs/buckets.md).
 
@@ -70,12 +73,17 @@ def gallery_add(paths: tuple[Path, ...], labels: Path | None, label_from_folder:
                 max_pixels=int(current_app.config["MAX_IMAGE_PIXELS"]),
             )
             started = time.perf_counter()
-            with tqdm(total=len(sources), unit="img", dynamic_ncols=True) as bar:
-                def show(outcome) -> None:  # type: ignore[no-untyped-def]
-                    bar.update(1)
-                    if outcome.status != ADDED and outcome.status != DUPLICATE:
-                        bar.write(f"rejected {outcome.name}: {outcome.reason}")
-                report = ingestor.run(sources, show)
+            if (address := resolve_address(ray_address)) is not None:
+                from app.cluster.cli import ray_ingest
+
+                report = ray_ingest(address, sources, batch_size=ingestor.batch_size)
+            else:
+                with tqdm(total=len(sources), unit="img", dynamic_ncols=True) as bar:
+                    def show(outcome) -> None:  # type: ignore[no-untyped-def]
+                        bar.update(1)
+                        if outcome.status != ADDED and outcome.status != DUPLICATE:
+                            bar.write(f"rejected {outcome.name}: {outcome.reason}")
+                    report = ingestor.run(sources, show)
             elapsed = time.perf_counter() - started
         state = vectors().wait_for_index() if wait and report.added else ""
     except LookalikeError as error:
