@@ -18,13 +18,19 @@ ROOT = Path(__file__).resolve().parents[1]
 def local_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """One local Ray for the session; the app's ``ray_session`` reuses it."""
     ray = pytest.importorskip(
-        "ray", reason="Ray is not installed: pip install -r requirements-ray.txt")
+        "ray", reason="Ray is not installed: pip install -r requirements-ray.txt"
+    )
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     temp = tmp_path_factory.mktemp("ray", numbered=True)
     short = Path("/tmp") / f"lray-{os.getpid()}"  # Ray's socket paths must stay short
     short.symlink_to(temp)
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(short), log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=str(short),
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+    )
     yield ray
     ray.shutdown()
     short.unlink()

@@ -10,12 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.ray_fixtures import crashing_embedder, local_ray, many_photos  # noqa: F401
+from tests import ray_fixtures
+from tests.ray_fixtures import crashing_embedder, many_photos
+
+local_ray = ray_fixtures.local_ray
 
 COUNT = 240
 # Ray's own modules warn about its deprecated options while it runs.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning",
-                                        "ignore::FutureWarning", "ignore::ResourceWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::ResourceWarning"
+)
 
 
 def _rows(app) -> dict[str, dict]:  # type: ignore[no-untyped-def]
@@ -24,8 +28,11 @@ def _rows(app) -> dict[str, dict]:  # type: ignore[no-untyped-def]
 
         snap = snapshot()
         rows = snap.vectors.client.query(
-            snap.collection, filter='id != ""', limit=16384,
-            output_fields=["id", "vector", "key", "label", "metadata"])
+            snap.collection,
+            filter='id != ""',
+            limit=16384,
+            output_fields=["id", "vector", "key", "label", "metadata"],
+        )
     return {r["id"]: dict(r) for r in rows}
 
 
@@ -35,7 +42,8 @@ def photo_dir(tmp_path: Path, photos: dict[str, bytes]) -> Path:
 
 
 def test_gallery_add_with_ray_gives_the_rows_and_vectors_of_the_in_process_ingest(
-        make_app, photo_dir: Path, local_ray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_app, photo_dir: Path, local_ray, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     plain = make_app(COLLECTION="plain", INSTANCE_PATH=str(tmp_path / "a"))
     spread = make_app(COLLECTION="spread", INSTANCE_PATH=str(tmp_path / "b"))
     args = ["gallery", "add", str(photo_dir), "--label-from-folder", "--no-wait"]
@@ -48,8 +56,11 @@ def test_gallery_add_with_ray_gives_the_rows_and_vectors_of_the_in_process_inges
     want, got = _rows(plain), _rows(spread)
     assert len(want) == COUNT and set(got) == set(want)
     for id_, row in want.items():
-        assert (got[id_]["key"], got[id_]["label"], got[id_]["metadata"]) == \
-            (row["key"], row["label"], row["metadata"])
+        assert (got[id_]["key"], got[id_]["label"], got[id_]["metadata"]) == (
+            row["key"],
+            row["label"],
+            row["metadata"],
+        )
         a, b = np.asarray(row["vector"]), np.asarray(got[id_]["vector"])
         assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) >= 0.9999
     # The originals and thumbnails were stored as in process, under the same keys.
@@ -69,7 +80,8 @@ def test_a_second_ray_add_skips_what_is_there(make_app, photo_dir: Path, local_r
 
 
 def test_an_actor_killed_mid_run_is_retried_and_no_image_is_lost_or_doubled(
-        make_app, photo_dir: Path, local_ray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    make_app, photo_dir: Path, local_ray, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     from app.cluster.cli import ray_ingest
     from app.gallery.sources import collect
 
@@ -77,8 +89,9 @@ def test_an_actor_killed_mid_run_is_retried_and_no_image_is_lost_or_doubled(
     app = make_app()
     sources = list(collect([photo_dir], label_from_folder=True))
     with app.app_context():
-        report = ray_ingest("local", sources, batch_size=8,
-                            embedder=crashing_embedder(marker, on_batch=5))
+        report = ray_ingest(
+            "local", sources, batch_size=8, embedder=crashing_embedder(marker, on_batch=5)
+        )
     assert marker.exists(), "the actor never crashed: the test proves nothing"
     assert report.added == COUNT and not report.rejected
     rows = _rows(app)
@@ -86,8 +99,9 @@ def test_an_actor_killed_mid_run_is_retried_and_no_image_is_lost_or_doubled(
     assert sorted(o.key for o in report.outcomes) == sorted(r["key"] for r in rows.values())
 
 
-def test_ray_without_ray_installed_says_how_to_install_it(app, gallery_dir: Path,
-                                                          monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_ray_without_ray_installed_says_how_to_install_it(
+    app, gallery_dir: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     import builtins
 
     real_import = builtins.__import__

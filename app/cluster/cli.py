@@ -12,11 +12,16 @@ from app.gallery.ingest import REJECTED, Outcome, Report
 from app.gallery.sources import Source
 
 ray_option = click.option(
-    "--ray", "ray_address", is_flag=False, flag_value="__config__", default=None,
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="__config__",
+    default=None,
     metavar="[ADDRESS]",
     help="Encode on Ray: ADDRESS of a cluster (ray://host:10001 or host:6379), or none for "
-         "LOOKALIKE_RAY_ADDRESS or else a local Ray for the run. Put it after the paths, "
-         "or write --ray=ADDRESS. Needs: pip install -r requirements-ray.txt.")
+    "LOOKALIKE_RAY_ADDRESS or else a local Ray for the run. Put it after the paths, "
+    "or write --ray=ADDRESS. Needs: pip install -r requirements-ray.txt.",
+)
 
 
 def resolve_address(value: str | None) -> str | None:
@@ -28,23 +33,38 @@ def resolve_address(value: str | None) -> str | None:
     return value
 
 
-def ray_ingest(address: str, sources: Sequence[Source], *, batch_size: int,
-               store_images: bool = True, collection: str | None = None,
-               on_outcome: Callable[[Outcome], None] | None = None,
-               embedder: type | None = None) -> Report:
+def ray_ingest(
+    address: str,
+    sources: Sequence[Source],
+    *,
+    batch_size: int,
+    store_images: bool = True,
+    collection: str | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    embedder: type | None = None,
+) -> Report:
     """Ingest ``sources`` into the current gallery on Ray, with one bar over the job."""
     from app.cluster.run import ingest, make_job, make_writer, ray_session
     from app.extensions import encoder, snapshot, vectors
 
     with ray_session(address) as ray:
-        job = make_job(current_app._get_current_object(), ray, encoder(),  # type: ignore[attr-defined]
-                       batch_size=batch_size, store_images=store_images, embedder=embedder)
+        job = make_job(
+            current_app._get_current_object(),
+            ray,
+            encoder(),  # type: ignore[attr-defined]
+            batch_size=batch_size,
+            store_images=store_images,
+            embedder=embedder,
+        )
         target = collection or snapshot().collection
         writer = make_writer(current_app._get_current_object(), vectors(), target)  # type: ignore[attr-defined]
-        click.echo(f"Ray: {job.actors} model actor(s), batch {job.batch_size}, "
-                   f"writing by {type(writer).__name__}")
+        click.echo(
+            f"Ray: {job.actors} model actor(s), batch {job.batch_size}, "
+            f"writing by {type(writer).__name__}"
+        )
         failures = 0
         with tqdm(total=len(sources), unit="img", dynamic_ncols=True) as bar:
+
             def show(outcome: Outcome) -> None:
                 nonlocal failures
                 bar.update(1)
@@ -54,5 +74,5 @@ def ray_ingest(address: str, sources: Sequence[Source], *, batch_size: int,
                     bar.write(f"rejected {outcome.name}: {outcome.reason}")
                 if on_outcome:
                     on_outcome(outcome)
-            return ingest(ray, job, sources, vectors(), writer, collection=target,
-                          on_outcome=show)
+
+            return ingest(ray, job, sources, vectors(), writer, collection=target, on_outcome=show)

@@ -42,9 +42,14 @@ class EncoderRecipe:
         from app.model.encoder import Encoder
 
         return Encoder.from_pretrained(
-            self.model, device=None, precision=self.precision, backend=self.backend,
-            threads=self.threads, batch_size=self.batch_size,
-            export_dir=Path(self.export_dir) if self.export_dir else None)
+            self.model,
+            device=None,
+            precision=self.precision,
+            backend=self.backend,
+            threads=self.threads,
+            batch_size=self.batch_size,
+            export_dir=Path(self.export_dir) if self.export_dir else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -89,11 +94,16 @@ def describe(sources: Sequence[Source]) -> list[dict[str, Any]]:
     for index, source in enumerate(sources):
         owner = getattr(source.read, "__self__", None)
         path = str(owner) if isinstance(owner, Path) else ""
-        rows.append({
-            "index": index, "name": source.name, "path": path,
-            "data": b"" if path else source.read(),
-            "label": source.label, "metadata": json.dumps(_metadata(source)),
-        })
+        rows.append(
+            {
+                "index": index,
+                "name": source.name,
+                "path": path,
+                "data": b"" if path else source.read(),
+                "label": source.label,
+                "metadata": json.dumps(_metadata(source)),
+            }
+        )
     return rows
 
 
@@ -118,10 +128,17 @@ def prepare_batch(batch: dict[str, np.ndarray], *, job: Job) -> dict[str, np.nda
             continue
         resized.append(small)
         ok.append(i)
-    return {"index": batch["index"], "name": batch["name"], "label": batch["label"],
-            "metadata": batch["metadata"], "id": np.array(ids), "key": np.array(keys),
-            "status": np.array(status), "reason": np.array(reasons),
-            "pixels": _pixels(job.preprocess, resized, ok, n)}
+    return {
+        "index": batch["index"],
+        "name": batch["name"],
+        "label": batch["label"],
+        "metadata": batch["metadata"],
+        "id": np.array(ids),
+        "key": np.array(keys),
+        "status": np.array(status),
+        "reason": np.array(reasons),
+        "pixels": _pixels(job.preprocess, resized, ok, n),
+    }
 
 
 def _pixels(preprocess: Any, resized: list[Any], ok: list[int], n: int) -> np.ndarray:
@@ -176,23 +193,36 @@ def rows(ray: Any, sources: Sequence[Source], job: Job) -> Iterator[dict[str, An
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False  # the caller shows one bar over the whole job
     dataset = ray.data.from_items(describe(sources), override_num_blocks=_blocks(sources, job))
-    dataset = dataset.map_batches(prepare_batch, fn_kwargs={"job": job},
-                                  batch_size=job.batch_size, batch_format="numpy",
-                                  max_retries=-1)
     dataset = dataset.map_batches(
-        job.embedder or Embedder, fn_constructor_args=(job.encoder,),
-        compute=ray.data.ActorPoolStrategy(size=job.actors), batch_size=job.batch_size,
-        batch_format="numpy", num_gpus=job.gpus_per_actor or None,
+        prepare_batch,
+        fn_kwargs={"job": job},
+        batch_size=job.batch_size,
+        batch_format="numpy",
+        max_retries=-1,
+    )
+    dataset = dataset.map_batches(
+        job.embedder or Embedder,
+        fn_constructor_args=(job.encoder,),
+        compute=ray.data.ActorPoolStrategy(size=job.actors),
+        batch_size=job.batch_size,
+        batch_format="numpy",
+        num_gpus=job.gpus_per_actor or None,
         # An actor that dies is restarted and its batches are run again.
-        max_restarts=-1, max_task_retries=-1)
-    for batch in dataset.iter_batches(batch_size=job.batch_size, batch_format="numpy",
-                                      prefetch_batches=2):
+        max_restarts=-1,
+        max_task_retries=-1,
+    )
+    for batch in dataset.iter_batches(
+        batch_size=job.batch_size, batch_format="numpy", prefetch_batches=2
+    ):
         for i in range(len(batch["name"])):
             yield {
-                "id": str(batch["id"][i]), "key": str(batch["key"][i]),
-                "name": str(batch["name"][i]), "label": str(batch["label"][i]),
+                "id": str(batch["id"][i]),
+                "key": str(batch["key"][i]),
+                "name": str(batch["name"][i]),
+                "label": str(batch["label"][i]),
                 "metadata": json.loads(str(batch["metadata"][i])),
-                "status": str(batch["status"][i]), "reason": str(batch["reason"][i]),
+                "status": str(batch["status"][i]),
+                "reason": str(batch["reason"][i]),
                 "vector": np.asarray(batch["vector"][i], dtype=np.float32),
             }
 

@@ -39,23 +39,32 @@ def ray_session(address: str) -> Iterator[Any]:
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     root = str(Path(__file__).resolve().parents[2])
-    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get(
-        "PYTHONPATH", "")]))}}
+    env = {
+        "env_vars": {
+            "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")]))
+        }
+    }
     temp = tempfile.mkdtemp(prefix="lookalike-ray-")
     try:
         if address and address != LOCAL:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
         else:
-            ray.init(include_dashboard=False, _temp_dir=temp, runtime_env=env,
-                     log_to_driver=False)
+            ray.init(include_dashboard=False, _temp_dir=temp, runtime_env=env, log_to_driver=False)
         yield ray
     finally:
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def make_job(app: Flask, ray: Any, encoder: Encoder, *, batch_size: int,
-             store_images: bool = True, embedder: type | None = None) -> Job:
+def make_job(
+    app: Flask,
+    ray: Any,
+    encoder: Encoder,
+    *,
+    batch_size: int,
+    store_images: bool = True,
+    embedder: type | None = None,
+) -> Job:
     """The job's recipes from the app's config and the cluster's resources."""
     from app.extensions import export_dir
 
@@ -64,44 +73,74 @@ def make_job(app: Flask, ray: Any, encoder: Encoder, *, batch_size: int,
     actors = int(cfg["RAY_ACTORS"]) or max(gpus, 1)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     store = StoreRecipe(
-        str(cfg["STORAGE"] or ""), instance_path=app.instance_path,
-        endpoint=cfg["S3_ENDPOINT"] or None, access_key=cfg["S3_ACCESS_KEY"] or None,
-        secret_key=cfg["S3_SECRET_KEY"] or None, secure=bool(cfg["S3_SECURE"]),
-        region=cfg["S3_REGION"] or None, timeout=float(cfg["STORAGE_TIMEOUT"]))
+        str(cfg["STORAGE"] or ""),
+        instance_path=app.instance_path,
+        endpoint=cfg["S3_ENDPOINT"] or None,
+        access_key=cfg["S3_ACCESS_KEY"] or None,
+        secret_key=cfg["S3_SECRET_KEY"] or None,
+        secure=bool(cfg["S3_SECURE"]),
+        region=cfg["S3_REGION"] or None,
+        timeout=float(cfg["STORAGE_TIMEOUT"]),
+    )
     recipe = EncoderRecipe(
-        encoder.name, precision=str(cfg["PRECISION"]), backend=str(cfg["ENCODER_BACKEND"]),
+        encoder.name,
+        precision=str(cfg["PRECISION"]),
+        backend=str(cfg["ENCODER_BACKEND"]),
         # Ray gives each worker one OpenMP thread; a CPU actor gets its share of the node.
         threads=int(cfg["THREADS"]) or (None if gpus else max(1, cpus // actors)),
-        batch_size=batch_size, export_dir=str(export_dir(app)))
-    return Job(recipe, store if store_images else None, encoder.preprocess,
-               max_pixels=int(cfg["MAX_IMAGE_PIXELS"]), batch_size=batch_size,
-               actors=actors, gpus_per_actor=1.0 if gpus else 0.0, embedder=embedder)
+        batch_size=batch_size,
+        export_dir=str(export_dir(app)),
+    )
+    return Job(
+        recipe,
+        store if store_images else None,
+        encoder.preprocess,
+        max_pixels=int(cfg["MAX_IMAGE_PIXELS"]),
+        batch_size=batch_size,
+        actors=actors,
+        gpus_per_actor=1.0 if gpus else 0.0,
+        embedder=embedder,
+    )
 
 
 def make_writer(app: Flask, vectors: VectorStore, collection: str) -> RowWriter:
     """Bulk import where the server can read our files, batched upserts elsewhere."""
     folder = str(app.config["MILVUS_IMPORT_DIR"] or "")
     if folder and not vectors.lite:
-        return BulkImportWriter(vectors, collection, Path(folder),
-                                uri=str(app.config["MILVUS_URI"]),
-                                token=str(app.config["MILVUS_TOKEN"] or ""))
+        return BulkImportWriter(
+            vectors,
+            collection,
+            Path(folder),
+            uri=str(app.config["MILVUS_URI"]),
+            token=str(app.config["MILVUS_TOKEN"] or ""),
+        )
     return UpsertWriter(vectors, collection)
 
 
-def ingest(ray: Any, job: Job, sources: Sequence[Source], vectors: VectorStore,
-           writer: RowWriter, *, collection: str | None = None, skip_existing: bool = True,
-           on_outcome: Callable[[Outcome], None] | None = None) -> Report:
+def ingest(
+    ray: Any,
+    job: Job,
+    sources: Sequence[Source],
+    vectors: VectorStore,
+    writer: RowWriter,
+    *,
+    collection: str | None = None,
+    skip_existing: bool = True,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> Report:
     """Every source through the Ray pipeline into ``writer``; each id written once."""
     report = Report()
     seen: set[str] = set()
     batch: list[tuple[dict[str, Any], Outcome]] = []
 
     def flush() -> None:
-        known = vectors.existing({r["id"] for r, _ in batch}, collection) \
-            if skip_existing else set()
+        known = (
+            vectors.existing({r["id"] for r, _ in batch}, collection) if skip_existing else set()
+        )
         fresh = [r for r, _ in batch if r["id"] not in known]
-        writer.add([Entry(r["id"], r["vector"], r["key"], r["label"], r["metadata"])
-                    for r in fresh])
+        writer.add(
+            [Entry(r["id"], r["vector"], r["key"], r["label"], r["metadata"]) for r in fresh]
+        )
         for row, outcome in batch:
             status = DUPLICATE if row["id"] in known else ADDED
             _tell(report, Outcome(outcome.name, status, key=outcome.key), on_outcome)
@@ -123,8 +162,7 @@ def ingest(ray: Any, job: Job, sources: Sequence[Source], vectors: VectorStore,
     return report
 
 
-def _tell(report: Report, outcome: Outcome,
-          on_outcome: Callable[[Outcome], None] | None) -> None:
+def _tell(report: Report, outcome: Outcome, on_outcome: Callable[[Outcome], None] | None) -> None:
     report.outcomes.append(outcome)
     if on_outcome:
         on_outcome(outcome)

@@ -50,8 +50,16 @@ class UpsertWriter:
 class BulkImportWriter:
     """Parquet files into ``folder``, then one server import per file, polled to the end."""
 
-    def __init__(self, vectors: VectorStore, collection: str, folder: Path, *, uri: str,
-                 token: str = "", segment_mb: int = 512) -> None:
+    def __init__(
+        self,
+        vectors: VectorStore,
+        collection: str,
+        folder: Path,
+        *,
+        uri: str,
+        token: str = "",
+        segment_mb: int = 512,
+    ) -> None:
         from pymilvus import Collection, connections
         from pymilvus.bulk_writer import BulkFileType, LocalBulkWriter
 
@@ -61,17 +69,26 @@ class BulkImportWriter:
         connections.connect(alias=self.using, uri=uri, token=token or None)
         schema = Collection(collection, using=self.using).schema
         self.folder = folder / uuid.uuid4().hex  # this job's files only
-        self.writer = LocalBulkWriter(schema=schema, local_path=str(self.folder),
-                                      segment_size=segment_mb * 1024 * 1024,
-                                      file_type=BulkFileType.PARQUET)
+        self.writer = LocalBulkWriter(
+            schema=schema,
+            local_path=str(self.folder),
+            segment_size=segment_mb * 1024 * 1024,
+            file_type=BulkFileType.PARQUET,
+        )
         self.rows = 0
         self.imported: set[str] = set()
 
     def add(self, entries: Sequence[Entry]) -> None:
         for e in entries:
-            self.writer.append_row({
-                "id": e.id, "vector": np.asarray(e.vector, dtype=np.float32).tolist(),
-                "key": e.key, "label": e.label[:LABEL_LENGTH], "metadata": e.metadata or {}})
+            self.writer.append_row(
+                {
+                    "id": e.id,
+                    "vector": np.asarray(e.vector, dtype=np.float32).tolist(),
+                    "key": e.key,
+                    "label": e.label[:LABEL_LENGTH],
+                    "metadata": e.metadata or {},
+                }
+            )
         self.rows += len(entries)
 
     def close(self) -> int:
@@ -103,10 +120,13 @@ class BulkImportWriter:
             state = utility.get_bulk_insert_state(task, using=self.using)
             if state.state == BulkInsertState.ImportCompleted:
                 return
-            if state.state in (BulkInsertState.ImportFailed,
-                               BulkInsertState.ImportFailedAndCleaned):
+            if state.state in (
+                BulkInsertState.ImportFailed,
+                BulkInsertState.ImportFailedAndCleaned,
+            ):
                 raise VectorStoreUnavailable(
-                    f"Milvus could not import {name}: {state.failed_reason}")
+                    f"Milvus could not import {name}: {state.failed_reason}"
+                )
             if time.monotonic() > deadline:
                 raise VectorStoreUnavailable(f"Milvus did not finish importing {name} in time.")
             time.sleep(delay)  # polling the server's job state: there is nothing to wait on
