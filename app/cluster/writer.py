@@ -68,6 +68,7 @@ class BulkImportWriter:
         self.using = f"lookalike-import-{uuid.uuid4().hex[:8]}"
         connections.connect(alias=self.using, uri=uri, token=token or None)
         schema = Collection(collection, using=self.using).schema
+        folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder / uuid.uuid4().hex  # this job's files only
         self.writer = LocalBulkWriter(
             schema=schema,
@@ -97,14 +98,30 @@ class BulkImportWriter:
 
         try:
             if self.rows:
+                before = self._count()
                 self.writer.commit()
                 for files in self.writer.batch_files:
                     self._import([str(Path(f).resolve()) for f in files])
-                self.vectors.client.flush(self.collection)
                 self.vectors.client.load_collection(self.collection)
+                self._wait_until_served(before + self.rows)
         finally:
             connections.disconnect(self.using)
         return self.rows
+
+    def _count(self) -> int:
+        rows = self.vectors.client.query(
+            self.collection, filter="", output_fields=["count(*)"], consistency_level="Strong"
+        )
+        return int(rows[0]["count(*)"])
+
+    def _wait_until_served(self, expected: int) -> None:
+        """A loaded collection serves imported segments only once its query nodes
+        have loaded them, shortly after the import job says it is done."""
+        deadline = time.monotonic() + IMPORT_TIMEOUT
+        while self._count() < expected:
+            if time.monotonic() > deadline:
+                raise VectorStoreUnavailable("Milvus imported the rows but does not serve them.")
+            time.sleep(0.5)  # polling the server: there is nothing to wait on
 
     def _import(self, files: list[str]) -> None:
         from pymilvus import BulkInsertState, utility
