@@ -38,41 +38,42 @@ def ray_ingest(
     sources: Sequence[Source],
     *,
     batch_size: int,
-    store_images: bool = True,
-    collection: str | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
     embedder: type | None = None,
 ) -> Report:
     """Ingest ``sources`` into the current gallery on Ray, with one bar over the job."""
-    from app.cluster.run import ingest, make_job, make_writer, ray_session
+    from app.cluster.run import encode_on_ray
     from app.extensions import encoder, snapshot, vectors
 
-    with ray_session(address) as ray:
-        job = make_job(
-            current_app._get_current_object(),
-            ray,
-            encoder(),  # type: ignore[attr-defined]
-            batch_size=batch_size,
-            store_images=store_images,
-            embedder=embedder,
-        )
-        target = collection or snapshot().collection
-        writer = make_writer(current_app._get_current_object(), vectors(), target)  # type: ignore[attr-defined]
+    def announce(job, writer) -> None:  # type: ignore[no-untyped-def]
         click.echo(
             f"Ray: {job.actors} model actor(s), batch {job.batch_size}, "
             f"writing by {type(writer).__name__}"
         )
-        failures = 0
-        with tqdm(total=len(sources), unit="img", dynamic_ncols=True) as bar:
 
-            def show(outcome: Outcome) -> None:
-                nonlocal failures
-                bar.update(1)
-                if outcome.status == REJECTED:
-                    failures += 1
-                    bar.set_postfix(failures=failures)
-                    bar.write(f"rejected {outcome.name}: {outcome.reason}")
-                if on_outcome:
-                    on_outcome(outcome)
+    failures = 0
+    with tqdm(total=len(sources), unit="img", dynamic_ncols=True) as bar:
 
-            return ingest(ray, job, sources, vectors(), writer, collection=target, on_outcome=show)
+        def show(outcome: Outcome) -> None:
+            nonlocal failures
+            bar.update(1)
+            if outcome.status == REJECTED:
+                failures += 1
+                bar.set_postfix(failures=failures)
+                bar.write(f"rejected {outcome.name}: {outcome.reason}")
+            if on_outcome:
+                on_outcome(outcome)
+
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        return encode_on_ray(
+            app,
+            address,
+            encoder(),
+            vectors(),
+            sources,
+            collection=snapshot().collection,
+            batch_size=batch_size,
+            on_outcome=show,
+            embedder=embedder,
+            announce=announce,
+        )

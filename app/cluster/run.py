@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from app.vectors.records import Entry
 from app.vectors.store import VectorStore
 
 LOCAL = "local"  # --ray with no address: a Ray started for this run
+CHUNK = 8192  # sources per Ray dataset
 
 
 @contextmanager
@@ -117,10 +119,73 @@ def make_writer(app: Flask, vectors: VectorStore, collection: str) -> RowWriter:
     return UpsertWriter(vectors, collection)
 
 
+def encode_on_ray(
+    app: Flask,
+    address: str,
+    encoder: Encoder,
+    vectors: VectorStore,
+    sources: Iterable[Source],
+    *,
+    collection: str,
+    batch_size: int,
+    store_images: bool = True,
+    skip_existing: bool = True,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    embedder: type | None = None,
+    announce: Callable[[Job, RowWriter], None] | None = None,
+) -> Report:
+    """One Ray run: connect, build the job and the writer, ingest ``sources``."""
+    with ray_session(address) as ray:
+        job = make_job(
+            app, ray, encoder, batch_size=batch_size, store_images=store_images, embedder=embedder
+        )
+        writer = make_writer(app, vectors, collection)
+        if announce:
+            announce(job, writer)
+        return ingest(
+            ray,
+            job,
+            sources,
+            vectors,
+            writer,
+            collection=collection,
+            skip_existing=skip_existing,
+            on_outcome=on_outcome,
+        )
+
+
+def reindex_step(app: Flask, address: str) -> Callable[..., None]:
+    """The reindex job's encode step on Ray (app/jobs/reindex.py ``encode_sources``):
+    originals are in the store already, every row is written."""
+
+    def encode(
+        encoder: Encoder,
+        vectors: VectorStore,
+        sources: Iterable[Source],
+        collection: str,
+        batch_size: int,
+        on_outcome: Callable[[Outcome], None],
+    ) -> None:
+        encode_on_ray(
+            app,
+            address,
+            encoder,
+            vectors,
+            sources,
+            collection=collection,
+            batch_size=batch_size or encoder.batch_size,
+            store_images=False,
+            skip_existing=False,
+            on_outcome=on_outcome,
+        )
+
+    return encode
+
+
 def ingest(
     ray: Any,
     job: Job,
-    sources: Sequence[Source],
+    sources: Iterable[Source],
     vectors: VectorStore,
     writer: RowWriter,
     *,
@@ -128,34 +193,42 @@ def ingest(
     skip_existing: bool = True,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> Report:
-    """Every source through the Ray pipeline into ``writer``; each id written once."""
+    """Every source through the Ray pipeline into ``writer``; each id written once.
+
+    Sources go to Ray in chunks of CHUNK, so a source that travels as bytes (a zip
+    member, an original read from the store) holds memory for one chunk only.
+    """
     report = Report()
     seen: set[str] = set()
-    batch: list[tuple[dict[str, Any], Outcome]] = []
+    batch: list[dict[str, Any]] = []
 
     def flush() -> None:
-        known = (
-            vectors.existing({r["id"] for r, _ in batch}, collection) if skip_existing else set()
-        )
-        fresh = [r for r, _ in batch if r["id"] not in known]
+        ids = {r["id"] for r in batch}
+        known = vectors.existing(ids, collection) if skip_existing else set()
         writer.add(
-            [Entry(r["id"], r["vector"], r["key"], r["label"], r["metadata"]) for r in fresh]
+            [
+                Entry(r["id"], r["vector"], r["key"], r["label"], r["metadata"])
+                for r in batch
+                if r["id"] not in known
+            ]
         )
-        for row, outcome in batch:
+        for row in batch:
             status = DUPLICATE if row["id"] in known else ADDED
-            _tell(report, Outcome(outcome.name, status, key=outcome.key), on_outcome)
+            _tell(report, Outcome(row["name"], status, key=row["key"]), on_outcome)
         batch.clear()
 
-    for row in rows(ray, sources, job):
-        if row["status"] != STATUS_OK:
-            _tell(report, Outcome(row["name"], REJECTED, reason=row["reason"]), on_outcome)
-        elif row["id"] in seen:
-            _tell(report, Outcome(row["name"], DUPLICATE, key=row["key"]), on_outcome)
-        else:
-            seen.add(row["id"])
-            batch.append((row, Outcome(row["name"], ADDED, key=row["key"])))
-            if len(batch) >= max(job.batch_size * 8, 64):
-                flush()
+    iterator = iter(sources)
+    while chunk := list(islice(iterator, CHUNK)):
+        for row in rows(ray, chunk, job):
+            if row["status"] != STATUS_OK:
+                _tell(report, Outcome(row["name"], REJECTED, reason=row["reason"]), on_outcome)
+            elif row["id"] in seen:
+                _tell(report, Outcome(row["name"], DUPLICATE, key=row["key"]), on_outcome)
+            else:
+                seen.add(row["id"])
+                batch.append(row)
+                if len(batch) >= max(job.batch_size * 8, 64):
+                    flush()
     if batch:
         flush()
     writer.close()
