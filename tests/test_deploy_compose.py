@@ -20,7 +20,8 @@ from tests.servers import ROOT
 
 COMPOSE_FILES = [ROOT / "docker-compose.yml", ROOT / "docker-compose.gpu.yml"]
 ENV_EXAMPLE = ROOT / ".env.example"
-SERVICES = {"etcd", "minio", "milvus", "web", "nginx", "trainer"}
+SERVICES = {"etcd", "minio", "milvus", "web", "nginx", "trainer", "ray-head", "ray-worker"}
+PROFILED = {"trainer": ["trainer"], "ray-head": ["ray"], "ray-worker": ["ray"]}
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +68,7 @@ def test_the_compose_files_validate(compose: str, args: list[str]) -> None:
 def test_the_stack_has_its_services_and_the_trainer_under_a_profile(compose: str) -> None:
     services = resolved(compose)["services"]
     assert set(services) == SERVICES
-    assert services["trainer"]["profiles"] == ["trainer"]
-    assert all("profiles" not in s for name, s in services.items() if name != "trainer")
+    assert {name: s["profiles"] for name, s in services.items() if "profiles" in s} == PROFILED
 
 
 def test_every_server_is_pinned_and_health_checked(compose: str) -> None:
@@ -147,3 +147,17 @@ def test_minio_sends_bucket_events_to_the_app_with_its_token(compose: str) -> No
     assert minio["MINIO_NOTIFY_WEBHOOK_ENABLE_lookalike"] == "on"
     assert minio["MINIO_NOTIFY_WEBHOOK_ENDPOINT_lookalike"] == "http://web:8000/api/hooks/s3"
     assert minio["MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_lookalike"] == web["LOOKALIKE_S3_WEBHOOK_TOKEN"]
+
+
+def test_the_ray_profile_runs_a_head_and_workers_from_the_app_image_with_ray(compose: str) -> None:
+    services = resolved(compose, "--profile", "ray")["services"]
+    head, worker = services["ray-head"], services["ray-worker"]
+    for node in (head, worker):
+        assert node["build"]["args"]["WITH_RAY"] == "1"
+        assert node["environment"]["LOOKALIKE_MILVUS_URI"] == "http://milvus:19530"
+        assert node["environment"]["LOOKALIKE_STORAGE"] == "s3://lookalike"
+    assert "--head" in head["command"] and head["environment"]["LOOKALIKE_RAY_ADDRESS"] == "auto"
+    assert "--address=ray-head:6379" in worker["command"]
+    assert worker["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    assert 'if [ "$WITH_RAY" = 1 ]; then pip install -r requirements-ray.txt' in (
+        ROOT / "Dockerfile").read_text()
