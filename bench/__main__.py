@@ -160,8 +160,9 @@ def run_ray(ctx: Context) -> dict[str, Any]:
     count = ctx.args.ingest_photos or (16 if ctx.args.quick else 256)
     result: dict[str, Any] = {"encoding": ray_speed.encoding(
         ctx.workdir, uri=ctx.lite_uri, count=count, repeats=ctx.repeats), "run": run}
-    if "server" in ctx.backends:
-        result["writing"] = ray_speed.writing(ctx.backends["server"], repeats=ctx.repeats,
+    server = ctx.backends.get("server") or ctx.backends.get("embedded")  # a Milvus server
+    if server:
+        result["writing"] = ray_speed.writing(server, repeats=ctx.repeats,
                                               rows=500 if ctx.args.quick else 50_000)
     return result
 
