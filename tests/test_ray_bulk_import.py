@@ -11,11 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import ray_fixtures
 from tests.ray_fixtures import many_photos
 from tests.servers import milvus_server  # noqa: F401  (fixture)
 
-local_ray = ray_fixtures.local_ray
 COUNT = 60
 pytestmark = pytest.mark.filterwarnings(
     "ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::ResourceWarning"

@@ -10,10 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import ray_fixtures
 from tests.ray_fixtures import crashing_embedder, many_photos
-
-local_ray = ray_fixtures.local_ray
 
 COUNT = 240
 # Ray's own modules warn about its deprecated options while it runs.

@@ -10,14 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import ray_fixtures
 from tests.admin_fixtures import log_in
 from tests.helpers import wait_until
 from tests.ray_fixtures import many_photos
 
 pytest_plugins = ["tests.admin_fixtures"]
 
-local_ray = ray_fixtures.local_ray
 COUNT = 40
 pytestmark = pytest.mark.filterwarnings(
     "ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::ResourceWarning"

@@ -11,12 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import ray_fixtures
 from trainer.data import load_dataset
 from trainer.export import export_run
 from trainer.index import build_index, gallery_sources
 
-local_ray = ray_fixtures.local_ray
 pytestmark = pytest.mark.filterwarnings(
     "ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::ResourceWarning"
 )
