@@ -9,6 +9,9 @@
 FROM python:3.11-slim
 
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# 1: also Ray and pymilvus' bulk writer (requirements-ray.txt), for the compose
+# stack's `ray` profile and `--ray` (docs/scale.md).
+ARG WITH_RAY=0
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -19,10 +22,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /srv/lookalike
 
-COPY requirements.txt requirements-backends.txt ./
+COPY requirements.txt requirements-backends.txt requirements-ray.txt ./
 RUN TORCH="$(grep -E '^(torch|torchvision)==' requirements.txt)" \
     && pip install --index-url "$TORCH_INDEX" $TORCH \
-    && pip install -r requirements.txt -r requirements-backends.txt
+    && pip install -r requirements.txt -r requirements-backends.txt \
+    && if [ "$WITH_RAY" = 1 ]; then pip install -r requirements-ray.txt; fi
 
 RUN useradd --system --create-home --home-dir /home/lookalike lookalike \
     && mkdir -p instance hf-cache runs \

@@ -9,7 +9,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench screenshot lint clean stop
+.PHONY: install install-ray run test bench screenshot lint clean stop
 
 install: $(VENV)/.installed $(MILVUS_VENV)/.installed
 
@@ -24,6 +24,10 @@ $(VENV)/.installed: requirements.txt requirements-backends.txt
 	$(PIP) --upgrade pip
 	$(PIP) -r requirements.txt -r requirements-backends.txt
 	touch $@
+
+# Optional: distributed encoding with Ray (`--ray`) and Milvus bulk import (docs/scale.md).
+install-ray: install
+	$(PIP) -r requirements-ray.txt
 
 $(MILVUS_VENV)/.installed:
 	$(PYTHON) -m venv $(MILVUS_VENV)

@@ -43,6 +43,11 @@ class Config:
     MILVUS_SERVER = ""  # the embedded default's milvus-server; "" = .venv-milvus's
     MILVUS_TOKEN = ""
     MILVUS_TIMEOUT = 10.0
+    # A folder a Milvus server reads, as the server sees it: --ray ingests bulk-import
+    # Parquet files from there (docs/scale.md); "" = batched upserts.
+    MILVUS_IMPORT_DIR = ""
+    RAY_ADDRESS = ""  # --ray with no address: this Ray cluster ("" = a local Ray for the run)
+    RAY_ACTORS = 0  # model actors of a --ray run; 0 = one per GPU, or one on CPUs
     COLLECTION = "gallery"
     HNSW_M = 16
     HNSW_EF_CONSTRUCTION = 200

@@ -107,3 +107,8 @@ class Overloaded(ServiceUnavailable):
     def __init__(self, message: str, *, retry_after: int) -> None:
         super().__init__(message)
         self.headers = {"Retry-After": str(max(1, retry_after))}
+
+
+class RayUnavailable(LookalikeError):
+    status = 503
+    title = "Ray is not installed"

@@ -149,6 +149,24 @@ def run_bucket(ctx: Context) -> dict[str, Any]:
     return {**result, "run": run}
 
 
+def run_ray(ctx: Context) -> dict[str, Any]:
+    from bench import ray_speed
+
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return {"skipped": "Ray is not installed (pip install -r requirements-ray.txt)"}
+    run = ctx.stamp()
+    count = ctx.args.ingest_photos or (16 if ctx.args.quick else 256)
+    result: dict[str, Any] = {"encoding": ray_speed.encoding(
+        ctx.workdir, uri=ctx.lite_uri, count=count, repeats=ctx.repeats), "run": run}
+    server = ctx.backends.get("server") or ctx.backends.get("embedded")  # a Milvus server
+    if server:
+        result["writing"] = ray_speed.writing(server, repeats=ctx.repeats,
+                                              rows=500 if ctx.args.quick else 50_000)
+    return result
+
+
 def run_box(ctx: Context) -> dict[str, Any]:
     from bench import box_search
     from bench.common import MOBILENET
@@ -212,7 +230,7 @@ SUITES: dict[str, Callable[[Context], dict[str, Any]]] = {
     "encoder": run_encoder, "encoder-backends": run_encoder_backends,
     "search": run_search, "latency": run_latency, "ingest": run_ingest,
     "box": run_box, "filtered": run_filtered, "bucket": run_bucket,
-    "duplicates": run_duplicates, "copies": run_copies, "overload": run_overload,
+    "duplicates": run_duplicates, "copies": run_copies, "overload": run_overload, "ray": run_ray,
 }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.ray_fixtures import local_ray  # noqa: F401  (fixture; skips without Ray)
 from tests.s3server import own_s3_server, s3_server  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parent.parent

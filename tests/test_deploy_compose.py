@@ -20,7 +20,9 @@ from tests.servers import ROOT
 
 COMPOSE_FILES = [ROOT / "docker-compose.yml", ROOT / "docker-compose.gpu.yml"]
 ENV_EXAMPLE = ROOT / ".env.example"
-SERVICES = {"etcd", "minio", "milvus", "redis", "web", "nginx", "trainer"}
+SERVICES = {"etcd", "minio", "milvus", "redis", "web", "nginx", "trainer", "ray-head",
+            "ray-worker"}
+PROFILED = {"trainer": ["trainer"], "ray-head": ["ray"], "ray-worker": ["ray"]}
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +69,7 @@ def test_the_compose_files_validate(compose: str, args: list[str]) -> None:
 def test_the_stack_has_its_services_and_the_trainer_under_a_profile(compose: str) -> None:
     services = resolved(compose)["services"]
     assert set(services) == SERVICES
-    assert services["trainer"]["profiles"] == ["trainer"]
-    assert all("profiles" not in s for name, s in services.items() if name != "trainer")
+    assert {name: s["profiles"] for name, s in services.items() if "profiles" in s} == PROFILED
 
 
 def test_every_server_is_pinned_and_health_checked(compose: str) -> None:
@@ -158,3 +159,17 @@ def test_redis_can_be_turned_off_for_a_single_web_server(compose: str, tmp_path:
     env_file.write_text("LOOKALIKE_REDIS_URL=\n")
     web = resolved(compose, "--env-file", str(env_file))["services"]["web"]
     assert web["environment"]["LOOKALIKE_REDIS_URL"] in ("", None)
+
+
+def test_the_ray_profile_runs_a_head_and_workers_from_the_app_image_with_ray(compose: str) -> None:
+    services = resolved(compose, "--profile", "ray")["services"]
+    head, worker = services["ray-head"], services["ray-worker"]
+    for node in (head, worker):
+        assert node["build"]["args"]["WITH_RAY"] == "1"
+        assert node["environment"]["LOOKALIKE_MILVUS_URI"] == "http://milvus:19530"
+        assert node["environment"]["LOOKALIKE_STORAGE"] == "s3://lookalike"
+    assert "--head" in head["command"] and head["environment"]["LOOKALIKE_RAY_ADDRESS"] == "auto"
+    assert "--address=ray-head:6379" in worker["command"]
+    assert worker["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    assert 'if [ "$WITH_RAY" = 1 ]; then pip install -r requirements-ray.txt' in (
+        ROOT / "Dockerfile").read_text()

@@ -34,6 +34,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=0)
     parser.add_argument("--no-switch", action="store_true",
                         help="build the collection but leave the serving alias where it is")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="encode on Ray: a cluster's ADDRESS, or none for "
+                             "LOOKALIKE_RAY_ADDRESS or else a local Ray (docs/scale.md)")
     return parser
 
 
@@ -42,11 +45,15 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
     model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
     app = create_app()
+    ray_address = None if args.ray is None else (
+        args.ray or str(app.config["RAY_ADDRESS"] or "") or "local")
+    if ray_address is not None:
+        _check_ray()
     with app.app_context():
         note = use_gallery(args.gallery, model) if args.gallery else ""
         result = build_index(app, model, gallery_sources(load_dataset(args.images, val_ratio=0)),
                              batch_size=args.batch_size or int(app.config["BATCH_SIZE"]),
-                             switch=not args.no_switch)
+                             switch=not args.no_switch, ray_address=ray_address)
     print(f"Indexed {result['added']} images into {result['collection']} "
           f"({result['rejected']} rejected) in {result['seconds']} s.")
     if result["switched"]:
@@ -58,6 +65,16 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     elif app.config["MODEL"] != model:
         print(f"Set LOOKALIKE_MODEL={model} so that the next reindex keeps this model.")
     return result
+
+
+def _check_ray() -> None:
+    from app.cluster import require_ray
+    from app.exceptions import RayUnavailable
+
+    try:
+        require_ray()
+    except RayUnavailable as exc:
+        raise SystemExit(exc.message) from None
 
 
 def use_gallery(name: str, model: str) -> str:
@@ -93,7 +110,7 @@ def gallery_sources(dataset: Dataset) -> list[Source]:
 
 
 def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int = 0,
-                switch: bool = True) -> dict[str, Any]:
+                switch: bool = True, ray_address: str | None = None) -> dict[str, Any]:
     """Fill a new collection stamped with ``model``, index it, and move the alias to it."""
     from tqdm import tqdm
 
@@ -110,6 +127,15 @@ def build_index(app: Any, model: str, sources: list[Source], *, batch_size: int 
     started = time.monotonic()
 
     def fill(new: str) -> None:
+        if ray_address is not None:  # one bar, updated by the Ray run's outcomes
+            from app.cluster.run import encode_on_ray
+
+            with tqdm(total=len(sources), unit="img", desc="indexing (Ray)") as bar:
+                reports.append(encode_on_ray(
+                    app, ray_address, encoder, vectors, sources, collection=new,
+                    batch_size=batch_size or encoder.batch_size,
+                    on_outcome=lambda outcome: bar.update(1)))
+            return
         ingestor = Ingestor(encoder, vectors, images(), batch_size=batch_size, collection=new,
                             max_pixels=int(app.config["MAX_IMAGE_PIXELS"]))
         with tqdm(total=len(sources), unit="img", desc="indexing", mininterval=2) as bar:

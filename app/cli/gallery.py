@@ -12,6 +12,7 @@ from flask.cli import AppGroup
 from tqdm import tqdm
 
 from app.cli import fail
+from app.cluster.cli import ray_option, resolve_address
 from app.exceptions import LookalikeError
 from app.galleries.current import gallery_option, job_files
 
@@ -40,10 +41,11 @@ def _path_or_location() -> click.ParamType:
 @click.option("--skip-copies", is_flag=True, default=None,
               help="Refuse images that are copies of one already in the gallery "
                    "(default: LOOKALIKE_REJECT_COPIES).")
+@ray_option
 @gallery_option
 def gallery_add(paths: tuple[Path, ...], labels: Path | None, label_from_folder: bool,
                 label_meta: str, endpoint: str, batch_size: int | None, wait: bool,
-                skip_copies: bool | None) -> None:
+                skip_copies: bool | None, ray_address: str | None) -> None:
     """Add image files, folders (recursive) and .zip archives to the gallery, or index
     s3://BUCKET/PREFIX in place (docs/buckets.md).
 
@@ -54,6 +56,8 @@ def gallery_add(paths: tuple[Path, ...], labels: Path | None, label_from_folder:
 
         if not all(isinstance(p, str) for p in paths):
             fail(LookalikeError("Give either local paths or s3:// locations, not both."))
+        if ray_address is not None:
+            fail(LookalikeError("--ray takes local paths only; index s3:// without it."))
         return add_locations(list(paths), labels=labels, label_from_folder=label_from_folder,
                              label_meta=label_meta, endpoint=endpoint)
     from app.copies.upload import copy_check
@@ -76,15 +80,20 @@ def gallery_add(paths: tuple[Path, ...], labels: Path | None, label_from_folder:
                 copies=copy_check(reject=skip_copies),
             )
             started = time.perf_counter()
-            with tqdm(total=len(sources), unit="img", dynamic_ncols=True) as bar:
-                def show(outcome) -> None:  # type: ignore[no-untyped-def]
-                    bar.update(1)
-                    if outcome.status != ADDED and outcome.status != DUPLICATE:
-                        bar.write(f"rejected {outcome.name}: {outcome.reason}")
-                    elif outcome.near_key:
-                        bar.write(f"{outcome.name} is a copy of {outcome.near_key} "
-                                  f"(score {outcome.near_score:.3f})")
-                report = ingestor.run(sources, show)
+            if (address := resolve_address(ray_address)) is not None:
+                from app.cluster.cli import ray_ingest
+
+                report = ray_ingest(address, sources, batch_size=ingestor.batch_size)
+            else:
+                with tqdm(total=len(sources), unit="img", dynamic_ncols=True) as bar:
+                    def show(outcome) -> None:  # type: ignore[no-untyped-def]
+                        bar.update(1)
+                        if outcome.status != ADDED and outcome.status != DUPLICATE:
+                            bar.write(f"rejected {outcome.name}: {outcome.reason}")
+                        elif outcome.near_key:
+                            bar.write(f"{outcome.name} is a copy of {outcome.near_key} "
+                                      f"(score {outcome.near_score:.3f})")
+                    report = ingestor.run(sources, show)
             elapsed = time.perf_counter() - started
         state = vectors().wait_for_index() if wait and report.added else ""
     except LookalikeError as error:

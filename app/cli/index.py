@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 from tqdm import tqdm
 
 from app.cli import fail
+from app.cluster.cli import ray_option, resolve_address
 from app.exceptions import LookalikeError
 from app.galleries.current import gallery_option
 
@@ -69,18 +70,24 @@ def _warn_local() -> None:
 @click.option("--lock-token", default=None, hidden=True)  # the same, with Redis
 @click.option("--job-id", default="", hidden=True)
 @click.option("--user", default="", hidden=True)
+@ray_option
 @gallery_option
 def index_rebuild(batch_size: int | None, lock_fd: int | None, lock_token: str | None,
-                  job_id: str, user: str) -> None:
+                  job_id: str, user: str, ray_address: str | None) -> None:
     """Re-encode every gallery image with LOOKALIKE_MODEL into a new collection, build its
     index, then switch the serving alias to it in one step.
 
     Searches keep using the current collection until the switch; the previous one is
     kept for `index rollback`. Safe to interrupt (Ctrl+C): the alias only moves at the
-    end. Works while the web app runs; one reindex at a time.
+    end. Works while the web app runs; one reindex at a time. With --ray the images are
+    encoded on Ray (docs/scale.md); a reindex started from the admin page does so when
+    LOOKALIKE_RAY_ADDRESS is set.
     """
+    address = resolve_address(ray_address)
+    if address is None and (lock_fd is not None or lock_token):  # started from the admin page
+        address = str(current_app.config["RAY_ADDRESS"] or "") or None
     _run_job("reindex", batch_size=batch_size, lock_fd=lock_fd, lock_token=lock_token,
-             job_id=job_id, user=user)
+             job_id=job_id, user=user, ray_address=address)
 
 
 @index_cli.command("rollback")

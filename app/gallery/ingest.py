@@ -30,6 +30,7 @@ from app.gallery.sources import Source
 from app.gallery.storage import ImageStore
 from app.model.cpus import available_cpus
 from app.model.encoder import Encoder
+from app.model.preprocess import Preprocess
 from app.vectors.records import Entry
 from app.vectors.store import VectorStore
 
@@ -212,27 +213,18 @@ class Ingestor:
     def _ready(self, item: _Loaded) -> tuple[_Prepared, Image.Image] | Outcome:
         """Decode, resize for the encoder and store the original and its thumbnail."""
         source, data, digest = item
-        preprocess = self.encoder.preprocess
         try:
-            image = imaging.decode(data, max_pixels=self.max_pixels)
+            key, small = ready_image(data, digest, self.encoder.preprocess,
+                                     self.images if self.store_images else None,
+                                     max_pixels=self.max_pixels)
         except InvalidImage as exc:
             return Outcome(source.name, REJECTED, reason=exc.message)
-        key = f"{digest}.{image.extension}"
-        # One resize for the encoder and the thumbnail, when the encoder's keeps
-        # the aspect and still covers the thumbnail: half the CPU of a photo here.
-        small = preprocess.resize(image.image)
-        if self.store_images:
-            thumb_from = small if preprocess.shrinks_keeping_aspect(
-                image.image, imaging.THUMB_SIZE) else image.image
-            self.store(key, data, image, thumb_from)
         return _Prepared(source, digest, key), small
 
     def store(self, key: str, data: bytes, image: imaging.DecodedImage,
               thumb_from: Image.Image | None = None) -> None:
         """Write the original and its thumbnail (idempotent: keys are content hashes)."""
-        self.images.put(original_name(key), data, imaging.MIME_TYPES[image.extension])
-        thumb = imaging.thumbnail(thumb_from or image.image)
-        self.images.put(thumb_name(key), thumb, imaging.THUMB_MIME)
+        store_image(self.images, key, data, image, thumb_from)
 
     def _insert(self, batch: _Batch) -> Iterator[Outcome]:
         assert batch.pixels is not None
@@ -257,6 +249,31 @@ class Ingestor:
         if self.store_images:
             self.images.delete(original_name(key))
             self.images.delete(thumb_name(key))
+
+
+def ready_image(data: bytes, digest: str, preprocess: Preprocess, images: ImageStore | None,
+                *, max_pixels: int) -> tuple[str, Image.Image]:
+    """Decode, resize for the encoder and (given a store) store the original and its
+    thumbnail: the one per-image step of every ingest, in process or on a Ray task
+    (app/cluster/pipeline.py). Raises InvalidImage."""
+    image = imaging.decode(data, max_pixels=max_pixels)
+    key = f"{digest}.{image.extension}"
+    # One resize for the encoder and the thumbnail, when the encoder's keeps
+    # the aspect and still covers the thumbnail: half the CPU of a photo here.
+    small = preprocess.resize(image.image)
+    if images is not None:
+        thumb_from = small if preprocess.shrinks_keeping_aspect(
+            image.image, imaging.THUMB_SIZE) else image.image
+        store_image(images, key, data, image, thumb_from)
+    return key, small
+
+
+def store_image(images: ImageStore, key: str, data: bytes, image: imaging.DecodedImage,
+                thumb_from: Image.Image | None = None) -> None:
+    """Write the original and its thumbnail (idempotent: keys are content hashes)."""
+    images.put(original_name(key), data, imaging.MIME_TYPES[image.extension])
+    thumb = imaging.thumbnail(thumb_from or image.image)
+    images.put(thumb_name(key), thumb, imaging.THUMB_MIME)
 
 
 def _model_leaves_cpu_free(encoder: Encoder) -> bool:

@@ -116,6 +116,7 @@ def run_here(
     job_id: str = "",
     batch_size: int | None = None,
     on_change: Callable[[JobState], None] | None = None,
+    ray_address: str | None = None,
 ) -> JobState:
     """Run a job in this process (the CLI, or the child ``start`` made). Needs an app context."""
     files = job_files(app)
@@ -126,7 +127,7 @@ def run_here(
         state = replace(state, pid=os.getpid(), phase="loading", message="connecting")
         progress = Progress(files, state, on_change)
         progress.set()
-        final = _execute(app, progress, batch_size)
+        final = _execute(app, progress, batch_size, ray_address)
         _record(files, final, kind, user)
         return final
     finally:
@@ -134,7 +135,17 @@ def run_here(
         lock.release()
 
 
-def _execute(app: Flask, progress: Progress, batch_size: int | None) -> JobState:
+def _ray_step(app: Flask, address: str | None) -> Callable[..., None] | None:
+    """The reindex's encode step on Ray (``--ray``), or None for the in-process one."""
+    if address is None:
+        return None
+    from app.cluster.run import reindex_step
+
+    return reindex_step(app, address)
+
+
+def _execute(app: Flask, progress: Progress, batch_size: int | None,
+             ray_address: str | None = None) -> JobState:
     """Reach Milvus and the image store, then run the job; an unreachable one fails it."""
     from app.buckets.originals import reader
     from app.extensions import build_encoder, images
@@ -147,6 +158,7 @@ def _execute(app: Flask, progress: Progress, batch_size: int | None) -> JobState
             progress=progress, batch_size=batch_size or int(app.config["BATCH_SIZE"]),
             max_pixels=int(app.config["MAX_IMAGE_PIXELS"]), read_in_place=reader(app),
             copy_sample=int(app.config["COPY_CALIBRATION_SAMPLE"]),
+            encode_sources=_ray_step(app, ray_address),
         )
     except LookalikeError as exc:
         return progress.finish("failed", error=exc.message)

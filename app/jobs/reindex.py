@@ -123,7 +123,11 @@ class Reindexer:
         max_pixels: int = Config.MAX_IMAGE_PIXELS,
         read_in_place: Callable[[ObjectLocation], bytes] | None = None,
         copy_sample: int = Config.COPY_CALIBRATION_SAMPLE,
+        encode_sources: Callable[..., None] | None = None,
     ) -> None:
+        # The encode step; None: the in-process ingest. With --ray, app/cluster/run.py's
+        # reindex_step(encoder, vectors, sources, collection, batch_size, on_outcome).
+        self.encode_sources = encode_sources
         self.vectors = vectors  # reached through the serving alias
         self.copy_sample = copy_sample  # images the copy threshold is calibrated on
         self.images = images
@@ -206,7 +210,12 @@ class Reindexer:
             self.progress.outcome(outcome)
             self.progress.check()
 
-        ingestor.run((self._source(e) for e in entries), counted)
+        sources = (self._source(e) for e in entries)
+        if self.encode_sources is not None:
+            self.encode_sources(encoder, self.vectors, sources, collection, self.batch_size,
+                                counted)
+            return
+        ingestor.run(sources, counted)
 
     def catch_up(self, encoder: Encoder, source: str, target: str) -> tuple[int, int]:
         """Make ``target`` hold the rows of ``source``: re-encode new or relabelled ones,
