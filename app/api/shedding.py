@@ -44,7 +44,10 @@ class Backlog:
         with self._lock:
             # Searches inside are merged into model calls of up to MERGED images.
             expected = waited + math.ceil((self.inside + 1) / MERGED) * self.seconds
-            if bound > 0 and expected > bound:  # before any search ended: its wait alone
+            # A search with none ahead of it here is served at once: refusing it would
+            # gain nothing, and it keeps the mean current (after a slow spell, e.g. during
+            # a reindex, a mean over the bound would otherwise refuse every search forever).
+            if bound > 0 and self.inside > 0 and expected > bound:
                 return expected
             self.inside += 1
         QUEUE_DEPTH.inc()
