@@ -11,11 +11,13 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, current_app, render_template, request, url_for
 
+from app.api.shedding import shed_when_full
 from app.copies.threshold import copy_threshold
 from app.exceptions import BadRequest, ServiceUnavailable
 from app.extensions import encoder, gallery_labels, images, vectors
 from app.galleries.pages import choose_gallery
 from app.gallery import imaging
+from app.metrics.registry import observe_search
 from app.search.forms import SearchForm
 from app.search.query import SearchQuery, active_filters, parse_query
 from app.search.service import SearchResult, find_similar, find_similar_to_key
@@ -36,6 +38,7 @@ def index() -> str:
 
 
 @bp.post("/search")
+@shed_when_full
 def search_upload() -> tuple[str, int] | str:
     form = SearchForm()
     if not form.validate_on_submit():
@@ -50,6 +53,7 @@ def search_upload() -> tuple[str, int] | str:
 
 
 @bp.get("/search")
+@shed_when_full
 def search_key() -> str:
     key = request.args.get("key", "")
     if not key:
@@ -67,6 +71,7 @@ def _query(values: Any) -> SearchQuery:
 
 
 def _results(result: SearchResult, *, photo_token: str = "") -> str:
+    observe_search(result.timings_ms)
     preview = ""
     if result.query.thumbnail:
         encoded = base64.b64encode(result.query.thumbnail).decode()
