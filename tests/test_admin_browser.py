@@ -60,7 +60,9 @@ def server(tmp_path: Path, tiny_model_dir: Path):  # type: ignore[no-untyped-def
            "LOOKALIKE_MODEL": os.environ.get("ADMIN_BROWSER_MODEL") or str(tiny_model_dir),
            "LOOKALIKE_BF16": "false",
            "LOOKALIKE_COLLECTION": f"b{uuid.uuid4().hex[:8]}", "LOOKALIKE_BATCH_SIZE": "8",
-           "LOOKALIKE_ALIAS_CHECK_SECONDS": str(ALIAS_CHECK_SECONDS), "PYTHONPATH": str(ROOT)}
+           "LOOKALIKE_ALIAS_CHECK_SECONDS": str(ALIAS_CHECK_SECONDS), "PYTHONPATH": str(ROOT),
+           # One client searching back to back measures the reindex, not the rate limit.
+           "LOOKALIKE_RATELIMIT_SEARCH": ""}
     command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                "--threads", "4", "--timeout", "120", "--no-control-socket",
                "--chdir", str(ROOT), "wsgi:app"]
