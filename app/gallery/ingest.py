@@ -214,9 +214,11 @@ class Ingestor:
         """Decode, resize for the encoder and store the original and its thumbnail."""
         source, data, digest = item
         try:
-            key, small = ready_image(data, digest, self.encoder.preprocess,
-                                     self.images if self.store_images else None,
-                                     max_pixels=self.max_pixels)
+            # self.store, not the module's store_image: subclasses store differently
+            # (in-place bucket images keep only their thumbnail, app/buckets/changes.py).
+            key, small = ready_image(data, digest, self.encoder.preprocess, None,
+                                     max_pixels=self.max_pixels,
+                                     store=self.store if self.store_images else None)
         except InvalidImage as exc:
             return Outcome(source.name, REJECTED, reason=exc.message)
         return _Prepared(source, digest, key), small
@@ -251,20 +253,28 @@ class Ingestor:
             self.images.delete(thumb_name(key))
 
 
+# (key, original bytes, decoded image, what to make the thumbnail from) -> stored
+StoreStep = Callable[[str, bytes, imaging.DecodedImage, "Image.Image | None"], None]
+
+
 def ready_image(data: bytes, digest: str, preprocess: Preprocess, images: ImageStore | None,
-                *, max_pixels: int) -> tuple[str, Image.Image]:
+                *, max_pixels: int, store: StoreStep | None = None) -> tuple[str, Image.Image]:
     """Decode, resize for the encoder and (given a store) store the original and its
     thumbnail: the one per-image step of every ingest, in process or on a Ray task
-    (app/cluster/pipeline.py). Raises InvalidImage."""
+    (app/cluster/pipeline.py). ``store`` replaces writing both into ``images``.
+    Raises InvalidImage."""
     image = imaging.decode(data, max_pixels=max_pixels)
     key = f"{digest}.{image.extension}"
     # One resize for the encoder and the thumbnail, when the encoder's keeps
     # the aspect and still covers the thumbnail: half the CPU of a photo here.
     small = preprocess.resize(image.image)
-    if images is not None:
+    if store is not None or images is not None:
         thumb_from = small if preprocess.shrinks_keeping_aspect(
             image.image, imaging.THUMB_SIZE) else image.image
-        store_image(images, key, data, image, thumb_from)
+        if store is not None:
+            store(key, data, image, thumb_from)
+        else:
+            store_image(images, key, data, image, thumb_from)
     return key, small
 
 
