@@ -19,6 +19,9 @@ pytest_plugins = ["tests.admin_fixtures"]
 def shown_at_start(instance: Path, monkeypatch, caplog) -> str:  # type: ignore[no-untyped-def]
     """What gunicorn.conf.py's when_ready prints about the password for ``instance``."""
     monkeypatch.setenv("LOOKALIKE_INSTANCE_PATH", str(instance))
+    # The config sets this for gunicorn's workers; monkeypatch takes it back after
+    # the test, so later in-process tests keep the process's own metrics registry.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(instance / "prometheus"))
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="gunicorn.test"):
