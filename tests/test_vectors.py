@@ -89,6 +89,21 @@ def test_switching_the_alias_moves_searches_in_one_step(store: VectorStore) -> N
         store.drop(new)
 
 
+def test_a_finished_index_is_the_one_searches_use(store: VectorStore) -> None:
+    """A server reports the build finished before its query nodes load it; until they
+    have, a segment is searched by a coarse interim index, so the wait goes on."""
+    if store.lite:
+        pytest.skip("Milvus Lite's wait loads the collection itself (a server's query nodes)")
+    new = store.create_collection(STAMP)
+    rows = [Entry(f"{i:064x}", unit(i), f"{i:064x}.jpg", "", {}) for i in range(3000)]
+    for start in range(0, len(rows), 1000):
+        store.upsert(rows[start:start + 1000], new)
+    assert store.wait_for_index(new, serving=False, timeout=300) == "finished"
+    segments = store.client.list_loaded_segments(new)
+    assert sum(s.num_rows for s in segments) == 3000
+    assert all(s.index_name == "vector" for s in segments if s.num_rows >= 1024)
+
+
 def test_info_reports_the_collection(store: VectorStore) -> None:
     store.upsert(entries(4))
     info = store.info()

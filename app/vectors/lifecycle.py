@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymilvus import DataType, MilvusClient, MilvusException
+from pymilvus.client.types import LoadState
 
 from app.exceptions import CollectionMismatch, NotFound
 from app.vectors.calls import milvus_call
@@ -32,6 +33,9 @@ STAMP_PROPERTY = "lookalike.stamp"
 # Set on a collection once it has served searches: a reindex may roll back to it,
 # while a generation without it is a half-built leftover that can be dropped.
 SERVED_PROPERTY = "lookalike.served"
+# Milvus builds no index on a sealed segment smaller than this
+# (indexCoord.segment.minSegmentNumRowsToEnableIndex): it is searched exactly.
+MIN_INDEXED_SEGMENT_ROWS = 1024
 
 
 class Collections:
@@ -212,9 +216,12 @@ class Collections:
         timeout: float = 600.0,
         progress: Callable[[int, int], None] | None = None,
     ) -> str:
-        """Persist pending rows and wait until the HNSW index covers them.
+        """Persist pending rows and wait until searches run on the HNSW index over them.
 
-        A Milvus server reports indexed/total rows, which we poll. Milvus Lite
+        A Milvus server reports indexed/total rows, which we poll; once built, its
+        query nodes still load the index segment by segment, searching the rest
+        with a coarse interim index meanwhile, so we also wait until every loaded
+        segment large enough to be indexed has its index. Milvus Lite
         builds in a background thread it does not report; for a collection that
         is not serving yet we force a synchronous build (release + load), and for
         the serving one we say that it is still building rather than block.
@@ -236,11 +243,24 @@ class Collections:
             done = int(state.get("indexed_rows", 0))
             if progress:
                 progress(done, total)
-            if state.get("state") == "Finished" and int(state.get("pending_index_rows", 0)) == 0:
+            built = state.get("state") == "Finished" and not int(state.get("pending_index_rows", 0))
+            if built and self._index_loaded(name, total):
                 return "finished"
             if time.monotonic() > deadline:
                 return f"building ({done}/{total} rows)"
             time.sleep(0.5)
+
+    def _index_loaded(self, name: str, rows: int) -> bool:
+        """True once the query nodes search all ``rows`` of ``name`` through sealed segments
+        with their index (a segment under Milvus' indexing minimum never gets one and is
+        searched exactly), or when ``name`` is not loaded at all."""
+        if rows < MIN_INDEXED_SEGMENT_ROWS:
+            return True  # no segment that small gets an index: nothing to wait for
+        if self.client.get_load_state(name, timeout=self.timeout)["state"] != LoadState.Loaded:
+            return True
+        segments = self.client.list_loaded_segments(name, timeout=self.timeout)
+        return sum(s.num_rows for s in segments
+                   if s.index_name or s.num_rows < MIN_INDEXED_SEGMENT_ROWS) >= rows
 
     @milvus_call("describing the collection")
     def info(self) -> CollectionInfo:
