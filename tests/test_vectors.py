@@ -7,6 +7,7 @@ import pytest
 
 from app.exceptions import CollectionMismatch, NotFound, VectorStoreUnavailable
 from app.vectors.connect import open_client
+from app.vectors.filters import Filters
 from app.vectors.records import Entry, ModelStamp
 from app.vectors.store import VectorStore
 
@@ -102,6 +103,24 @@ def test_a_finished_index_is_the_one_searches_use(store: VectorStore) -> None:
     segments = store.client.list_loaded_segments(new)
     assert sum(s.num_rows for s in segments) == 3000
     assert all(s.index_name == "vector" for s in segments if s.num_rows >= 1024)
+
+
+def test_a_filter_on_a_tenth_of_the_rows_finds_the_exact_top_k(store: VectorStore) -> None:
+    """The share where HNSW's filtered search loses recall on a server, whatever its ef
+    (the store merges in the filter's matches among an unfiltered search there)."""
+    rows = [Entry(f"{i:064x}", unit(i), f"{i:064x}.jpg", "tenth" if i % 10 == 0 else "rest", {})
+            for i in range(2000)]
+    for start in range(0, len(rows), 500):
+        store.upsert(rows[start:start + 500])
+    store.wait_for_index(serving=False, timeout=300)
+    vectors = np.stack([r.vector for r in rows])
+    tenth = np.arange(0, 2000, 10)
+    for seed in range(10_000, 10_010):
+        query = unit(seed)
+        expected = tenth[np.argsort(-(vectors[tenth] @ query))][:10]
+        hits = store.search(query, 5, offset=5, filters=Filters(labels=("tenth",)))
+        assert [int(h.id, 16) for h in hits] == expected[5:].tolist()
+        assert all(h.label == "tenth" and h.key == f"{int(h.id, 16):064x}.jpg" for h in hits)
 
 
 def test_info_reports_the_collection(store: VectorStore) -> None:

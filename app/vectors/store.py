@@ -43,9 +43,15 @@ STRONG_AFTER_WRITE_S = 30.0
 # How far below min_score the range search's (exclusive) radius is set.
 RADIUS_MARGIN = 1e-4
 # A filtered search raises ef to this many times the hits wanted over the share of
-# rows the filter matches, up to MAX_FILTER_EF (_filtered_ef).
+# rows the filter matches, up to MAX_FILTER_EF (_filtered_plan).
 FILTER_EF_FACTOR = 4
 MAX_FILTER_EF = 16384
+# On a server, a filter matching a share of the rows in this range loses recall in
+# HNSW's filtered search whatever the ef (docs/search.md); there the filtered hits
+# are merged with the filter's matches among an unfiltered search for
+# OVERFETCH_FACTOR times the hits wanted over the share.
+MERGE_SHARES = (0.02, 0.3)
+OVERFETCH_FACTOR = 3
 
 
 class VectorStore(Collections):
@@ -132,36 +138,47 @@ class VectorStore(Collections):
         """
         name = collection or self.alias
         expression = filters.expression() if filters else ""
-        params: dict[str, Any] = {"ef": max(self.params.ef, offset + k)}
+        ef, share = max(self.params.ef, offset + k), 1.0
         if expression:
-            params["ef"] = self._filtered_ef(name, expression, offset + k)
-            if not params["ef"]:
+            ef, share = self._filtered_plan(name, expression, offset + k)
+            if not ef:
                 return []  # no row matches
+        if not self.lite and MERGE_SHARES[0] <= share <= MERGE_SHARES[1]:
+            wanted = offset + k
+            hits = self._merged(self._search(name, vector, wanted, 0, expression, ef, min_score),
+                                self._overfetched(name, vector, wanted, share, expression,
+                                                  min_score))[offset:wanted]
+        else:
+            hits = self._search(name, vector, k, offset, expression, ef, min_score)
+        return [h for h in hits if min_score is None or h.score >= min_score]
+
+    def _search(self, name: str, vector: np.ndarray, limit: int, offset: int, expression: str,
+                ef: int, min_score: float | None, fields: list[str] = OUTPUT_FIELDS) -> list[Hit]:
+        params: dict[str, Any] = {"ef": ef}
         if min_score is not None:
             params["radius"] = min_score - RADIUS_MARGIN
         results = self.client.search(
             name,
             data=[np.asarray(vector, dtype=np.float32).tolist()],
-            limit=k, offset=offset,
+            limit=limit, offset=offset,
             filter=expression,
-            output_fields=OUTPUT_FIELDS,
+            output_fields=fields,
             search_params={"metric_type": "COSINE", "params": params},
             consistency_level=self._read_level(), timeout=self.timeout,
         )
-        hits = [
+        return [
             Hit(
                 id=str(hit["id"]),
-                key=hit["entity"]["key"],
+                key=hit["entity"].get("key") or "",
                 score=float(hit["distance"]),
                 label=hit["entity"].get("label") or "",
                 metadata=hit["entity"].get("metadata") or {},
             )
             for hit in results[0]
         ]
-        return [h for h in hits if min_score is None or h.score >= min_score]
 
-    def _filtered_ef(self, collection: str, expression: str, wanted: int) -> int:
-        """The ef a filtered search needs, 0 when no row matches.
+    def _filtered_plan(self, collection: str, expression: str, wanted: int) -> tuple[int, float]:
+        """The ef a filtered search needs (0 when no row matches) and the filter's share.
 
         HNSW keeps only the matching rows among the ef candidates it visits (Lite:
         FAISS with an id selector; a server: a bitset), so a filter that matches a
@@ -171,9 +188,33 @@ class VectorStore(Collections):
             collection, filter=f, output_fields=["count(*)"], timeout=self.timeout,
             consistency_level=self._read_level())[0]["count(*)"]) for f in ("", expression))
         if not matching:
-            return 0
+            return 0, 0.0
         needed = math.ceil(FILTER_EF_FACTOR * wanted * total / matching)
-        return min(MAX_FILTER_EF, max(self.params.ef, wanted, needed))
+        return min(MAX_FILTER_EF, max(self.params.ef, wanted, needed)), matching / max(total, 1)
+
+    def _overfetched(self, name: str, vector: np.ndarray, wanted: int, share: float,
+                     expression: str, min_score: float | None) -> list[Hit]:
+        """The filter's matches among an unfiltered search for enough hits to hold
+        ``wanted`` of them; Milvus checks the filter, by id, on those hits only."""
+        limit = min(MAX_FILTER_EF, math.ceil(OVERFETCH_FACTOR * wanted / share))
+        nearest = self._search(name, vector, limit, 0, "", limit, min_score, fields=["id"])
+        if not nearest:
+            return []
+        rows = self.client.query(
+            name, filter=f"id in {json.dumps([h.id for h in nearest])} and ({expression})",
+            output_fields=OUTPUT_FIELDS, consistency_level=self._read_level(),
+            timeout=self.timeout)
+        found = {row["id"]: row for row in rows}
+        return [Hit(id=h.id, key=found[h.id]["key"], score=h.score,
+                    label=found[h.id].get("label") or "",
+                    metadata=found[h.id].get("metadata") or {})
+                for h in nearest if h.id in found]
+
+    @staticmethod
+    def _merged(*lists: list[Hit]) -> list[Hit]:
+        """Hits of several searches of one query, each once, best first."""
+        best = {hit.id: hit for hits in lists for hit in hits}
+        return sorted(best.values(), key=lambda hit: -hit.score)
 
     @milvus_call("deleting vectors")
     def delete(self, ids: Sequence[str], collection: str | None = None) -> None:
