@@ -112,9 +112,3 @@ def test_ray_without_ray_installed_says_how_to_install_it(
     result = app.test_cli_runner().invoke(args=["gallery", "add", str(gallery_dir), "--ray"])
     assert result.exit_code != 0
     assert "pip install -r requirements-ray.txt" in result.output
-
-
-def test_ray_refuses_s3_locations_with_a_message(app) -> None:  # type: ignore[no-untyped-def]
-    result = app.test_cli_runner().invoke(args=["gallery", "add", "s3://photos/new", "--ray"])
-    assert result.exit_code == 1
-    assert "--ray takes local paths only" in result.output

@@ -43,6 +43,7 @@ def start_sync(app: Flask, catalog: Catalog, source: SourceRecord, folder: Path)
         str(source.location),
         "--gallery",
         gallery().name,
+        *(["--ray"] if app.config.get("RAY_ADDRESS") else []),  # as the reindex button does
     ]
     with open(Path(app.instance_path) / f"bucket-sync-{source.id}.log", "ab") as output:
         child = subprocess.Popen(

@@ -22,7 +22,7 @@ from pathlib import Path
 from minio import Minio
 
 from app.buckets.catalog import Catalog, Known, SourceRecord
-from app.buckets.changes import Changes, Tally
+from app.buckets.changes import Changes, OnRay, Tally
 from app.buckets.listing import ObjectRef, is_image_key, list_images, stat_images
 from app.config import Config
 from app.exceptions import LookalikeError
@@ -127,6 +127,7 @@ class Syncer:
         on_step: Callable[[Step], None] | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
         after_chunk: Callable[[SyncReport], None] | None = None,
+        on_ray: OnRay | None = None,
     ) -> None:
         self.catalog = catalog
         self.source = source
@@ -140,6 +141,7 @@ class Syncer:
         self.on_step = on_step
         self.on_outcome = on_outcome
         self.after_chunk = after_chunk
+        self.on_ray = on_ray  # index new and changed objects on Ray instead of in process
 
     def sync(self, *, dry_run: bool = False, restart: bool = False) -> SyncReport:
         """Bring the gallery to the bucket's content under the source's location."""
@@ -225,6 +227,7 @@ class Syncer:
                     gallery=self.source.gallery,
                     batch_size=self.batch_size,
                     max_pixels=self.max_pixels,
+                    on_ray=self.on_ray,
                 )
                 changes.remove(
                     (s.known for s in changed if s.kind in (CHANGED, GONE) and s.known is not None),
