@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from minio import Minio
 
@@ -25,10 +24,10 @@ from app.buckets.catalog import Catalog, Known, SourceRecord
 from app.buckets.changes import Changes, OnRay, Tally
 from app.buckets.listing import ObjectRef, is_image_key, list_images, stat_images
 from app.config import Config
+from app.coordination.base import SyncLocks
 from app.exceptions import LookalikeError
 from app.gallery.ingest import Outcome
 from app.gallery.storage import ImageStore
-from app.jobs.state import JobRunning, release, try_lock
 from app.serving import Snapshot
 
 NEW, CHANGED, GONE, SAME = "new", "changed", "gone", "same"
@@ -120,7 +119,7 @@ class Syncer:
         images: ImageStore,
         writes: Writes,
         *,
-        locks: Path,
+        locks: SyncLocks,
         batch_size: int = 0,
         max_pixels: int = Config.MAX_IMAGE_PIXELS,
         chunk: int = CHUNK_OBJECTS,
@@ -134,7 +133,7 @@ class Syncer:
         self.client = client
         self.images = images
         self.writes = writes
-        self.locks = Path(locks)
+        self.locks = locks
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         self.chunk = chunk
@@ -259,11 +258,6 @@ class Syncer:
 
     @contextmanager
     def running(self) -> Iterator[None]:
-        """One sync per source at a time, across processes."""
-        fd = try_lock(self.locks / f"bucket-source-{self.source.id}.lock")
-        if fd is None:
-            raise JobRunning(f"A sync of {self.source.location} is already running.")
-        try:
+        """One sync per source at a time, across processes and, with Redis, hosts."""
+        with self.locks.holding(self.source):
             yield
-        finally:
-            release(fd)
