@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from app.buckets.inplace import location_of
 from app.gallery.keys import ORIGINALS, THUMBS
 from tests.bucket_data import jpeg, put, put_many
+from tests.ray_fixtures import assert_same_rows, collection_rows
 
 pytest_plugins = ["tests.bucket_fixtures"]
 # Ray's own modules warn about its deprecated options while it runs.
@@ -22,20 +22,6 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 COUNT = 40
-
-
-def rows(app) -> dict[str, dict]:  # type: ignore[no-untyped-def]
-    from app.extensions import snapshot
-
-    with app.app_context():
-        snap = snapshot()
-        found = snap.vectors.client.query(
-            snap.collection,
-            filter='id != ""',
-            limit=16384,
-            output_fields=["id", "vector", "key", "label", "metadata"],
-        )
-    return {r["id"]: dict(r) for r in found}
 
 
 def stored(app, kind: str) -> int:  # type: ignore[no-untyped-def]
@@ -63,19 +49,6 @@ def counters(app) -> str:  # type: ignore[no-untyped-def]
     return line.split(": ", 1)[1].split("; last sync")[0]
 
 
-def assert_same_rows(want: dict[str, dict], got: dict[str, dict]) -> None:
-    assert set(got) == set(want)
-    for id_, row in want.items():
-        other = got[id_]
-        assert (other["key"], other["label"], other["metadata"]) == (
-            row["key"],
-            row["label"],
-            row["metadata"],
-        )
-        a, b = np.asarray(row["vector"]), np.asarray(other["vector"])
-        assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) >= 0.9999
-
-
 @pytest.fixture
 def two_apps(bucket_app, s3, bucket, tmp_path: Path, collection_name: str):  # type: ignore[no-untyped-def]
     """A bucket of COUNT photos under two folders and a broken one; an app for each path."""
@@ -97,7 +70,7 @@ def test_gallery_add_s3_with_ray_gives_the_rows_of_the_in_process_add(
     output = cli(spread, *args, "--ray")
     assert "failed dogs/broken.jpg" in output and f"Indexed {COUNT}, " in output
 
-    want, got = rows(plain), rows(spread)
+    want, got = collection_rows(plain), collection_rows(spread)
     assert len(want) == COUNT
     assert_same_rows(want, got)
     assert {location_of(r["metadata"]).key.split("/")[0] for r in got.values()} == {"cats", "dogs"}
@@ -123,7 +96,7 @@ def test_gallery_sync_with_ray_matches_the_in_process_sync(two_apps, s3, bucket,
     got = summary(cli(spread, "gallery", "sync", location, "--ray"))
     assert "6 new, 1 changed, 5 gone" in want
     assert got.split(" in ")[0] == want.split(" in ")[0]  # the same counts, whatever the time
-    assert_same_rows(rows(plain), rows(spread))
+    assert_same_rows(collection_rows(plain), collection_rows(spread))
     assert stored(spread, THUMBS) == stored(plain, THUMBS)
     assert counters(spread) == counters(plain)
 
