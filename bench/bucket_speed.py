@@ -28,6 +28,7 @@ from app.buckets.catalog import Catalog
 from app.buckets.event_queue import CREATED, Event, EventQueue
 from app.buckets.location import Location
 from app.buckets.sync import Syncer
+from app.coordination.local import FileSyncLocks
 from app.gallery import imaging
 from app.gallery.ingest import Ingestor
 from app.gallery.sources import collect
@@ -135,7 +136,13 @@ def from_bucket(encoder: Encoder, uri: str, client: Minio, workdir: Path) -> tup
 
     start = time.perf_counter()
     report = Syncer(
-        catalog, source, client, images, writes, locks=state, batch_size=encoder.batch_size
+        catalog,
+        source,
+        client,
+        images,
+        writes,
+        locks=FileSyncLocks(state),
+        batch_size=encoder.batch_size,
     ).sync()
     store.wait_for_index(collection, serving=False)
     elapsed = time.perf_counter() - start

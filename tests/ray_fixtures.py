@@ -1,4 +1,5 @@
-"""A local Ray (2 CPUs) for the tests, generated photos, and an actor that crashes once."""
+"""A local Ray (2 CPUs) for the tests, generated photos, an actor that crashes once, and
+the comparison of a Ray run's rows with the in-process ones."""
 
 from __future__ import annotations
 
@@ -66,3 +67,32 @@ def crashing_embedder(marker: Path, on_batch: int) -> type:
             return super().__call__(batch)
 
     return Crashing
+
+
+def collection_rows(app) -> dict[str, dict]:  # type: ignore[no-untyped-def]
+    """The serving collection's rows by id, with their vectors."""
+    with app.app_context():
+        from app.extensions import snapshot
+
+        snap = snapshot()
+        rows = snap.vectors.client.query(
+            snap.collection,
+            filter='id != ""',
+            limit=16384,
+            output_fields=["id", "vector", "key", "label", "metadata"],
+        )
+    return {r["id"]: dict(r) for r in rows}
+
+
+def assert_same_rows(want: dict[str, dict], got: dict[str, dict]) -> None:
+    """The same ids, keys, labels and metadata, and vectors with cosine >= 0.9999."""
+    assert set(got) == set(want)
+    for id_, row in want.items():
+        other = got[id_]
+        assert (other["key"], other["label"], other["metadata"]) == (
+            row["key"],
+            row["label"],
+            row["metadata"],
+        )
+        a, b = np.asarray(row["vector"]), np.asarray(other["vector"])
+        assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) >= 0.9999

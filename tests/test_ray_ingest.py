@@ -7,30 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tests.ray_fixtures import crashing_embedder, many_photos
+from tests.ray_fixtures import assert_same_rows, collection_rows, crashing_embedder, many_photos
 
 COUNT = 240
 # Ray's own modules warn about its deprecated options while it runs.
 pytestmark = pytest.mark.filterwarnings(
     "ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::ResourceWarning"
 )
-
-
-def _rows(app) -> dict[str, dict]:  # type: ignore[no-untyped-def]
-    with app.app_context():
-        from app.extensions import snapshot
-
-        snap = snapshot()
-        rows = snap.vectors.client.query(
-            snap.collection,
-            filter='id != ""',
-            limit=16384,
-            output_fields=["id", "vector", "key", "label", "metadata"],
-        )
-    return {r["id"]: dict(r) for r in rows}
 
 
 @pytest.fixture
@@ -50,16 +35,9 @@ def test_gallery_add_with_ray_gives_the_rows_and_vectors_of_the_in_process_inges
     assert second.exit_code == 0, second.output
     assert f"Added {COUNT}," in second.output
 
-    want, got = _rows(plain), _rows(spread)
-    assert len(want) == COUNT and set(got) == set(want)
-    for id_, row in want.items():
-        assert (got[id_]["key"], got[id_]["label"], got[id_]["metadata"]) == (
-            row["key"],
-            row["label"],
-            row["metadata"],
-        )
-        a, b = np.asarray(row["vector"]), np.asarray(got[id_]["vector"])
-        assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) >= 0.9999
+    want, got = collection_rows(plain), collection_rows(spread)
+    assert len(want) == COUNT
+    assert_same_rows(want, got)
     # The originals and thumbnails were stored as in process, under the same keys.
     stored = {p.name for p in (tmp_path / "b").rglob("*") if p.is_file()}
     for row in list(want.values())[:20]:
@@ -73,7 +51,7 @@ def test_a_second_ray_add_skips_what_is_there(make_app, photo_dir: Path, local_r
     again = app.test_cli_runner().invoke(args=args)
     assert again.exit_code == 0, again.output
     assert "Added 0, skipped 48 already" in again.output
-    assert len(_rows(app)) == 48
+    assert len(collection_rows(app)) == 48
 
 
 def test_an_actor_killed_mid_run_is_retried_and_no_image_is_lost_or_doubled(
@@ -91,7 +69,7 @@ def test_an_actor_killed_mid_run_is_retried_and_no_image_is_lost_or_doubled(
         )
     assert marker.exists(), "the actor never crashed: the test proves nothing"
     assert report.added == COUNT and not report.rejected
-    rows = _rows(app)
+    rows = collection_rows(app)
     assert len(rows) == COUNT
     assert sorted(o.key for o in report.outcomes) == sorted(r["key"] for r in rows.values())
 
@@ -112,9 +90,3 @@ def test_ray_without_ray_installed_says_how_to_install_it(
     result = app.test_cli_runner().invoke(args=["gallery", "add", str(gallery_dir), "--ray"])
     assert result.exit_code != 0
     assert "pip install -r requirements-ray.txt" in result.output
-
-
-def test_ray_refuses_s3_locations_with_a_message(app) -> None:  # type: ignore[no-untyped-def]
-    result = app.test_cli_runner().invoke(args=["gallery", "add", "s3://photos/new", "--ray"])
-    assert result.exit_code == 1
-    assert "--ray takes local paths only" in result.output

@@ -12,7 +12,7 @@ import pytest
 
 from tests.admin_fixtures import log_in
 from tests.helpers import wait_until
-from tests.ray_fixtures import many_photos
+from tests.ray_fixtures import collection_rows, many_photos
 
 pytest_plugins = ["tests.admin_fixtures"]
 
@@ -26,14 +26,8 @@ def _rows(app) -> tuple[str, dict[str, dict]]:  # type: ignore[no-untyped-def]
     with app.app_context():
         from app.extensions import snapshot
 
-        snap = snapshot()
-        rows = snap.vectors.client.query(
-            snap.collection,
-            filter='id != ""',
-            limit=16384,
-            output_fields=["id", "vector", "key", "label"],
-        )
-        return snap.collection, {r["id"]: dict(r) for r in rows}
+        collection = snapshot().collection
+    return collection, collection_rows(app)
 
 
 def test_index_rebuild_with_ray_re_encodes_every_row_into_a_new_collection(

@@ -15,17 +15,17 @@ def init_app(app: Flask) -> None:
     from app.buckets.admin_routes import bp as sources_bp
     from app.buckets.drain import Drainer
     from app.buckets.endpoints import Endpoints
-    from app.buckets.event_queue import EventQueue
     from app.buckets.routes import bp as hooks_bp
+    from app.coordination import coordination
     from app.extensions import Lazy
-    from app.jobs.state import JobFiles
 
     if app.config.get("PRODUCTION"):
         check_production(app)
     app.extensions["lookalike.s3_endpoints"] = Lazy(lambda: Endpoints(app.config))
-    # One drainer thread per process, started by the first event it receives.
+    # One drainer thread per process, started by the first event it receives; the queue
+    # is the coordination store's (instance folder, or Redis for several servers).
     app.extensions["lookalike.bucket_drainer"] = Lazy(
-        lambda: Drainer(app, lambda: EventQueue.in_folder(JobFiles(app.instance_path).root))
+        lambda: Drainer(app, lambda: coordination(app).event_queue())
     )
     app.extensions["lookalike.csrf"].exempt(hooks_bp)  # authenticated by MinIO's token
     app.register_blueprint(hooks_bp)

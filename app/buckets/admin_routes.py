@@ -28,6 +28,7 @@ from app.buckets.catalog import SourceRecord
 from app.buckets.forms import SourceForm
 from app.buckets.jobs import start_sync
 from app.buckets.location import parse
+from app.coordination import coordination
 from app.errors import wants_json
 from app.exceptions import LookalikeError
 
@@ -100,7 +101,7 @@ def _start(source: SourceRecord) -> None:
         current_app._get_current_object(),
         service.catalog(),  # type: ignore[attr-defined]
         source,
-        service.state_folder(),
+        coordination().sync_locks(),
     )
     audit.record("source.sync", location=str(source.location), pid=pid)
     flash(f"Syncing {source.location} in the background.")

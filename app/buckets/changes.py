@@ -5,13 +5,16 @@ thumbnail to Lookalike's image store and the row (with the object's location)
 to the collection; the original stays in its bucket. A gone object's row is
 removed, thumbnail first, then row, then the manifest entry, so an interrupted
 removal is simply done again. When the gallery holds another object with the
-same bytes, the row is pointed at that one instead of removed.
+same bytes, the row is pointed at that one instead of removed. With ``on_ray``
+(``gallery add|sync --ray``) the same objects are read, stored and embedded by
+the Ray pipeline (app/cluster/run.py ``inplace_step``) instead of in process.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from minio import Minio
 from PIL import Image
@@ -19,11 +22,11 @@ from PIL import Image
 from app.buckets.catalog import ADDED, DUPLICATE, FAILED, Catalog, Known, SourceRecord
 from app.buckets.inplace import ObjectLocation, location_of, with_location
 from app.buckets.listing import ObjectRef
-from app.buckets.reading import LabelRule, object_sources
+from app.buckets.reading import BucketObject, LabelRule, object_sources
 from app.config import Config
 from app.exceptions import NotFound
 from app.gallery import imaging
-from app.gallery.ingest import Ingestor, Outcome
+from app.gallery.ingest import Ingestor, Outcome, store_thumbnail
 from app.gallery.keys import thumb_name
 from app.gallery.sources import Source
 from app.gallery.storage import ImageStore
@@ -43,8 +46,21 @@ class InPlaceIngestor(Ingestor):
         image: imaging.DecodedImage,
         thumb_from: Image.Image | None = None,
     ) -> None:
-        thumb = imaging.thumbnail(thumb_from or image.image)
-        self.images.put(thumb_name(key), thumb, imaging.THUMB_MIME)
+        store_thumbnail(self.images, key, data, image, thumb_from)
+
+
+class OnRay(Protocol):
+    """Objects read, stored (thumbnail) and embedded elsewhere; each outcome told, and
+    the metadata of each object read (its ETag and size as read)."""
+
+    def __call__(
+        self,
+        objects: list[BucketObject],
+        encoder: Encoder,
+        vectors: VectorStore,
+        on_outcome: Callable[[Outcome], None],
+        on_read: Callable[[str, dict[str, Any]], None],
+    ) -> None: ...
 
 
 @dataclass
@@ -79,13 +95,16 @@ class Changes:
         gallery: str,
         batch_size: int = 0,
         max_pixels: int = Config.MAX_IMAGE_PIXELS,
+        on_ray: OnRay | None = None,
     ) -> None:
         self.catalog = catalog
         self.source = source
         self.client = client
         self.images = images
+        self.encoder = encoder
         self.vectors = vectors
         self.gallery = gallery
+        self.on_ray = on_ray
         self.ingestor = InPlaceIngestor(
             encoder, vectors, images, batch_size=batch_size, max_pixels=max_pixels
         )
@@ -106,18 +125,28 @@ class Changes:
             else None,
         )
         read: dict[str, ObjectLocation | None] = {}
-        sources = _remember(
-            object_sources(
-                self.client, self.source.bucket, refs, rule, endpoint=self.source.endpoint
-            ),
-            read,
-        )
         by_key = {r.key: r for r in refs}
         known: list[Known] = []
-        for outcome in self.ingestor.stream(sources):
+
+        def done(outcome: Outcome) -> None:
             known.append(self._known(outcome, by_key[outcome.name], read.get(outcome.name), tally))
             if on_outcome:
                 on_outcome(outcome)
+
+        bucket, endpoint = self.source.bucket, self.source.endpoint
+        if self.on_ray is not None:
+            objects = [BucketObject.of(bucket, r, rule, endpoint) for r in refs]
+            self.on_ray(
+                objects,
+                self.encoder,
+                self.vectors,
+                done,
+                lambda name, meta: read.__setitem__(name, location_of(meta)),
+            )
+            return known
+        sources = object_sources(self.client, bucket, refs, rule, endpoint=endpoint)
+        for outcome in self.ingestor.stream(_remember(sources, read)):
+            done(outcome)
         return known
 
     def _known(

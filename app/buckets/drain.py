@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from collections import defaultdict
 from collections.abc import Callable
 
 from flask import Flask
 
-from app.buckets.event_queue import Event, EventQueue
+from app.buckets.event_queue import Event
+from app.coordination.base import EventQueue
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,8 @@ def drain_once(app: Flask, queue: EventQueue, *, worker: str, limit: int = BATCH
     if not events:
         return 0
     try:
-        process(app, events)
+        with queue.holding(events):  # with Redis: renew the claims' lease meanwhile
+            process(app, events)
     except Exception:  # noqa: BLE001 - the drainer's top: retry later, never die silently
         log.exception("bucket events failed; they will be retried")
         queue.retry_later(events)
@@ -89,7 +92,7 @@ class Drainer:
                 self._thread.start()
 
     def _run(self) -> None:
-        worker = f"{os.getpid()}-{threading.get_ident()}"
+        worker = f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}"
         queue = self.queue()
         while True:
             self._wake.clear()

@@ -1,4 +1,7 @@
-"""The bucket-event queue: a SQLite file every process of the deployment shares.
+"""The bucket-event queue of one machine: a SQLite file every local process shares.
+
+With ``LOOKALIKE_REDIS_URL`` the queue lives in Redis instead, where every web
+server sees it (app/coordination/redis_buckets.py); both have this shape.
 
 The hook route only appends (one short transaction per request) and answers;
 drainers in any process claim batches (``BEGIN IMMEDIATE``: one claimer at a
@@ -13,7 +16,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +50,7 @@ class Event:
     key: str
     kind: str  # CREATED or REMOVED
     seq: int = 0
+    claim: str = ""  # the claim's token, where the queue checks who finishes it (Redis)
 
 
 class EventQueue:
@@ -98,6 +102,10 @@ class EventQueue:
                 [(worker, now, r[0]) for r in rows],
             )
         return [Event(bucket, key, kind, seq) for seq, bucket, key, kind in rows]
+
+    def holding(self, events: list[Event]) -> AbstractContextManager[None]:
+        """Nothing to renew: a claim is taken over only after ``stale_after`` seconds."""
+        return nullcontext()
 
     def done(self, events: Iterable[Event]) -> None:
         with self._db() as db:

@@ -17,20 +17,17 @@ from pathlib import Path
 from flask import Flask
 
 from app.buckets.catalog import Catalog, SourceRecord
+from app.coordination.base import SyncLocks
 from app.jobs.launch import child_env
-from app.jobs.state import JobRunning, is_locked
+from app.jobs.state import JobRunning
 
 
-def lock_path(folder: Path, source: SourceRecord) -> Path:
-    return Path(folder) / f"bucket-source-{source.id}.lock"
-
-
-def start_sync(app: Flask, catalog: Catalog, source: SourceRecord, folder: Path) -> int:
+def start_sync(app: Flask, catalog: Catalog, source: SourceRecord, locks: SyncLocks) -> int:
     """Start a sync process for ``source``; returns its pid. JobRunning if one runs."""
     from app.extensions import gallery
 
-    if is_locked(lock_path(folder, source)):
-        raise JobRunning(f"A sync of {source.location} is already running.")
+    if (holder := locks.holder(source)) is not None:
+        raise JobRunning(f"A sync of {source.location} is already running ({holder}).")
     catalog.update(source.id, phase="queued", done=0, message="starting the sync process")
     command = [
         sys.executable,
@@ -43,6 +40,7 @@ def start_sync(app: Flask, catalog: Catalog, source: SourceRecord, folder: Path)
         str(source.location),
         "--gallery",
         gallery().name,
+        *(["--ray"] if app.config.get("RAY_ADDRESS") else []),  # as the reindex button does
     ]
     with open(Path(app.instance_path) / f"bucket-sync-{source.id}.log", "ab") as output:
         child = subprocess.Popen(

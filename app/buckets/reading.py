@@ -9,11 +9,13 @@ bytes actually read, and its location for the row (``app.buckets.inplace``).
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
 from minio import Minio
 
@@ -80,6 +82,53 @@ def fetch(client: Minio, bucket: str, ref: ObjectRef) -> Fetched:
     return Fetched(data, clean_etag(headers.get("etag")) or ref.etag, headers)
 
 
+def described(
+    bucket: str, ref: ObjectRef, fetched: Fetched, rule: LabelRule, endpoint: str = ""
+) -> tuple[str, dict[str, Any]]:
+    """The label and row metadata of an object as read: the ETag and size of these bytes."""
+    where = ObjectLocation(bucket, ref.key, fetched.etag, len(fetched.data), endpoint)
+    meta = with_location({"source": PurePosixPath(ref.key).name}, where)
+    return rule.label(ref.key, fetched.headers), meta
+
+
+@dataclass(frozen=True)
+class BucketObject:
+    """An object for a pipeline that reads it elsewhere (a Ray task, app/cluster): what
+    ``fetch`` and ``described`` need, as plain values that travel as JSON."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    label_rule: str = ""
+    csv_label: str = ""  # this key's label from the source's CSV (rule "csv")
+    endpoint: str = ""
+
+    @classmethod
+    def of(cls, bucket: str, ref: ObjectRef, rule: LabelRule, endpoint: str = "") -> BucketObject:
+        csv = (rule.csv or {}).get(ref.key, "")
+        return cls(bucket, ref.key, ref.etag, ref.size, rule.rule, csv, endpoint)
+
+    @property
+    def name(self) -> str:
+        return self.key
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> BucketObject:
+        return cls(**json.loads(text))
+
+    def read(self, client: Minio) -> tuple[bytes, str, dict[str, Any]]:
+        """The bytes, label and row metadata, as ``object_sources`` gives them."""
+        ref = ObjectRef(self.key, self.etag, self.size)
+        fetched = fetch(client, self.bucket, ref)
+        rule = LabelRule(self.label_rule, {self.key: self.csv_label})
+        label, meta = described(self.bucket, ref, fetched, rule, self.endpoint)
+        return fetched.data, label, meta
+
+
 def object_sources(
     client: Minio,
     bucket: str,
@@ -124,6 +173,5 @@ def _source(
             raise BadRequest(reason)
 
         return Source(ref.key, refuse)
-    where = ObjectLocation(bucket, ref.key, fetched.etag, len(fetched.data), endpoint)
-    meta = with_location({"source": PurePosixPath(ref.key).name}, where)
-    return Source(ref.key, lambda: fetched.data, rule.label(ref.key, fetched.headers), meta)
+    label, meta = described(bucket, ref, fetched, rule, endpoint)
+    return Source(ref.key, lambda: fetched.data, label, meta)

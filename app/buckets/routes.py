@@ -2,8 +2,8 @@
 
 The view checks the token, validates the body, keeps the events of objects
 under a registered source, appends them to the shared queue and wakes this
-process's drainer: a burst of events costs each request one small SQLite
-transaction, never an encode.
+process's drainer: a burst of events costs each request one small append (a
+SQLite transaction, or a Redis one with several web servers), never an encode.
 """
 
 from __future__ import annotations

@@ -21,13 +21,14 @@ from minio import Minio
 from app.buckets.catalog import Catalog, SourceRecord
 from app.buckets.drain import Drainer
 from app.buckets.endpoints import Endpoints
-from app.buckets.event_queue import EventQueue
 from app.buckets.inplace import ObjectLocation
 from app.buckets.listing import STAT_THREADS
 from app.buckets.location import Location, normalize_prefix
 from app.buckets.reading import LabelRule
 from app.buckets.s3errors import s3_errors
 from app.buckets.sync import Syncer
+from app.coordination import coordination
+from app.coordination.base import EventQueue
 from app.exceptions import BadRequest, NotFound
 from app.jobs.state import JobFiles, gallery_writes
 from app.serving import Snapshot
@@ -40,15 +41,14 @@ def catalog() -> Catalog:
 
 
 def state_folder() -> Path:
-    """Where the catalog, the event queue and the sync locks live: the instance folder.
-
-    One catalog for the deployment: each source is filed under its gallery's alias.
-    """
+    """Where the catalog lives: the instance folder. Each source is filed under its
+    gallery's alias. The event queue and sync locks are the coordination store's
+    (the instance folder too, or Redis: app/coordination)."""
     return JobFiles(current_app.instance_path).root
 
 
 def event_queue() -> EventQueue:
-    return EventQueue.in_folder(state_folder())
+    return coordination().event_queue()
 
 
 def drainer() -> Drainer:
@@ -136,7 +136,7 @@ def syncer(source: SourceRecord, **hooks: Any) -> Syncer:
         client(source),
         _images(),
         writes,
-        locks=state_folder(),
+        locks=coordination().sync_locks(),
         batch_size=int(cfg["BATCH_SIZE"]),
         max_pixels=int(cfg["MAX_IMAGE_PIXELS"]),
         **hooks,

@@ -17,18 +17,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from minio import Minio
 
 from app.buckets.catalog import Catalog, Known, SourceRecord
-from app.buckets.changes import Changes, Tally
+from app.buckets.changes import Changes, OnRay, Tally
 from app.buckets.listing import ObjectRef, is_image_key, list_images, stat_images
 from app.config import Config
+from app.coordination.base import SyncLocks
 from app.exceptions import LookalikeError
 from app.gallery.ingest import Outcome
 from app.gallery.storage import ImageStore
-from app.jobs.state import JobRunning, release, try_lock
 from app.serving import Snapshot
 
 NEW, CHANGED, GONE, SAME = "new", "changed", "gone", "same"
@@ -120,26 +119,28 @@ class Syncer:
         images: ImageStore,
         writes: Writes,
         *,
-        locks: Path,
+        locks: SyncLocks,
         batch_size: int = 0,
         max_pixels: int = Config.MAX_IMAGE_PIXELS,
         chunk: int = CHUNK_OBJECTS,
         on_step: Callable[[Step], None] | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
         after_chunk: Callable[[SyncReport], None] | None = None,
+        on_ray: OnRay | None = None,
     ) -> None:
         self.catalog = catalog
         self.source = source
         self.client = client
         self.images = images
         self.writes = writes
-        self.locks = Path(locks)
+        self.locks = locks
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         self.chunk = chunk
         self.on_step = on_step
         self.on_outcome = on_outcome
         self.after_chunk = after_chunk
+        self.on_ray = on_ray  # index new and changed objects on Ray instead of in process
 
     def sync(self, *, dry_run: bool = False, restart: bool = False) -> SyncReport:
         """Bring the gallery to the bucket's content under the source's location."""
@@ -225,6 +226,7 @@ class Syncer:
                     gallery=self.source.gallery,
                     batch_size=self.batch_size,
                     max_pixels=self.max_pixels,
+                    on_ray=self.on_ray,
                 )
                 changes.remove(
                     (s.known for s in changed if s.kind in (CHANGED, GONE) and s.known is not None),
@@ -256,11 +258,6 @@ class Syncer:
 
     @contextmanager
     def running(self) -> Iterator[None]:
-        """One sync per source at a time, across processes."""
-        fd = try_lock(self.locks / f"bucket-source-{self.source.id}.lock")
-        if fd is None:
-            raise JobRunning(f"A sync of {self.source.location} is already running.")
-        try:
+        """One sync per source at a time, across processes and, with Redis, hosts."""
+        with self.locks.holding(self.source):
             yield
-        finally:
-            release(fd)

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from app.cli import fail
 from app.cli.gallery import gallery_cli
+from app.cluster.cli import ray_option, ray_sync_options, resolve_address
 from app.exceptions import LookalikeError
 from app.galleries.current import gallery_option
 
@@ -36,8 +37,10 @@ def add_locations(
     label_meta: str,
     endpoint: str,
     dry_run: bool = False,
+    ray: str | None = None,
 ) -> None:
-    """Register each location as a source of the current gallery, then sync it."""
+    """Register each location as a source of the current gallery, then sync it (on Ray
+    at address ``ray``, if given)."""
     from app.buckets import service
     from app.buckets.location import parse
 
@@ -51,7 +54,7 @@ def add_locations(
                 f"Source {source.location} of gallery {source.gallery}"
                 + (f" (labels: {source.label_rule})" if source.label_rule else "")
             )
-            _sync(source, dry_run=dry_run, restart=False)
+            _sync(source, dry_run=dry_run, restart=False, ray=ray)
     except LookalikeError as error:
         fail(error)
 
@@ -64,18 +67,20 @@ def add_locations(
     is_flag=True,
     help="Start from the first key instead of resuming an interrupted sync.",
 )
+@ray_option
 @gallery_option
-def gallery_sync(location: str, dry_run: bool, restart: bool) -> None:
+def gallery_sync(location: str, dry_run: bool, restart: bool, ray_address: str | None) -> None:
     """Index new and changed objects of a bucket source and remove rows of gone ones.
 
-    Resumable: an interrupted sync continues after the last chunk it finished.
+    Resumable: an interrupted sync continues after the last chunk it finished. With
+    --ray, new and changed objects are read and embedded on Ray.
     """
     from app.buckets import service
     from app.buckets.location import parse
 
     try:
         source = service.catalog().get(service.gallery(), parse(location))
-        _sync(source, dry_run=dry_run, restart=restart)
+        _sync(source, dry_run=dry_run, restart=restart, ray=resolve_address(ray_address))
     except LookalikeError as error:
         fail(error)
 
@@ -98,12 +103,13 @@ def gallery_sources() -> None:
         click.echo("No bucket sources; add one with `gallery add s3://BUCKET/PREFIX`.")
 
 
-def _sync(source, *, dry_run: bool, restart: bool) -> None:  # type: ignore[no-untyped-def]
+def _sync(source, *, dry_run: bool, restart: bool, ray: str | None = None) -> None:  # type: ignore[no-untyped-def]
     from app.buckets import service
 
     if source.checkpoint and not restart and not dry_run:
         click.echo(f"Resuming after {source.checkpoint}")
     with (
+        ray_sync_options(None if dry_run else ray) as options,
         tqdm(unit="obj", desc="listed", dynamic_ncols=True) as listed,
         tqdm(unit="img", desc="indexed", dynamic_ncols=True) as indexed,
     ):
@@ -116,7 +122,7 @@ def _sync(source, *, dry_run: bool, restart: bool) -> None:  # type: ignore[no-u
             if o.status == "rejected":
                 indexed.write(f"failed {o.name}: {o.reason}")
 
-        report = service.syncer(source, on_step=step, on_outcome=outcome).sync(
+        report = service.syncer(source, on_step=step, on_outcome=outcome, **options).sync(
             dry_run=dry_run, restart=restart
         )
     click.echo(report.summary())

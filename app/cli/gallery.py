@@ -56,10 +56,9 @@ def gallery_add(paths: tuple[Path, ...], labels: Path | None, label_from_folder:
 
         if not all(isinstance(p, str) for p in paths):
             fail(LookalikeError("Give either local paths or s3:// locations, not both."))
-        if ray_address is not None:
-            fail(LookalikeError("--ray takes local paths only; index s3:// without it."))
         return add_locations(list(paths), labels=labels, label_from_folder=label_from_folder,
-                             label_meta=label_meta, endpoint=endpoint)
+                             label_meta=label_meta, endpoint=endpoint,
+                             ray=resolve_address(ray_address))
     from app.copies.upload import copy_check
     from app.extensions import encoder, images, vectors
     from app.gallery.ingest import ADDED, DUPLICATE, Ingestor

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import click
 from flask import current_app
@@ -77,3 +79,19 @@ def ray_ingest(
             embedder=embedder,
             announce=announce,
         )
+
+
+@contextmanager
+def ray_sync_options(address: str | None) -> Iterator[dict[str, Any]]:
+    """``Syncer`` options for ``gallery add|sync s3://... --ray``: one Ray session for the
+    command, new and changed objects indexed on it, in chunks of a Ray dataset's size
+    (one gallery-lock hold and one checkpoint each). No options without an address."""
+    if address is None:
+        yield {}
+        return
+    from app.cluster.run import CHUNK, inplace_step, ray_session
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    with ray_session(address) as ray:
+        click.echo(f"Ray: objects read and embedded on {address}")
+        yield {"on_ray": inplace_step(app, ray, int(app.config["BATCH_SIZE"])), "chunk": CHUNK}

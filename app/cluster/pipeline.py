@@ -4,10 +4,13 @@ an actor pool.
 The per-image step is the in-process ingest's own (``ready_image`` in
 app/gallery/ingest.py: decode, store the original and its thumbnail, resize), and
 the actors embed with ``Encoder.from_pretrained`` + ``embed_prepared``, so both
-paths give the same keys and vectors. Rows come back to the driver in source
-order (``preserve_order``), so the first of two identical images keeps its label
-as it does in process. A task or actor that dies is retried by Ray; rows are keyed
-by content hash, so a retried batch can only repeat a row, which the driver drops.
+paths give the same keys and vectors. Objects of a bucket source (``BucketObject``)
+are read by the tasks with the in-place path's own ``fetch``/``described``
+(app/buckets/reading.py), and only their thumbnails are stored. Rows come back to
+the driver in source order (``preserve_order``), so the first of two identical
+images keeps its label as it does in process. A task or actor that dies is retried
+by Ray; rows are keyed by content hash, so a retried batch can only repeat a row,
+which the driver drops.
 """
 
 from __future__ import annotations
@@ -16,15 +19,19 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from app.buckets.reading import BucketObject
+from app.exceptions import BadRequest, NotFound, StorageUnavailable
 from app.gallery import imaging
 from app.gallery.sources import Source
 
 STATUS_OK, STATUS_REJECTED = "ok", "rejected"
+STATUS_UNAVAILABLE = "unavailable"  # the bucket's server could not be reached: stop the run
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,8 @@ class StoreRecipe:
     spec: str
     instance_path: str
     endpoint: str | None = None
-    access_key: str | None = None
-    secret_key: str | None = None
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
     secure: bool = False
     region: str | None = None
     timeout: float = 5.0
@@ -70,6 +77,19 @@ class StoreRecipe:
 
         args = asdict(self)
         return open_store(args.pop("spec"), instance_path=Path(args.pop("instance_path")), **args)
+
+
+@dataclass(frozen=True)
+class BucketsRecipe:
+    """How each task reaches the bucket sources' S3 endpoints: the app's ``S3_*``
+    settings as JSON, for ``Endpoints`` (app/buckets/endpoints.py)."""
+
+    settings: str = field(repr=False)  # holds the secret keys: never shown
+
+    def build(self):  # type: ignore[no-untyped-def]
+        from app.buckets.endpoints import Endpoints
+
+        return Endpoints(json.loads(self.settings))
 
 
 @dataclass(frozen=True)
@@ -84,20 +104,28 @@ class Job:
     actors: int = 1
     gpus_per_actor: float = 0.0
     embedder: type | None = None  # the actor class; None: Embedder
+    originals: bool = True  # False: in-place objects, only their thumbnails are stored
+    buckets: BucketsRecipe | None = None  # for sources that are bucket objects
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def describe(sources: Sequence[Source]) -> list[dict[str, Any]]:
-    """Plain rows for Ray Data: a file is read by its task, anything else (a zip
-    member, an upload) is read here and travels as bytes."""
+Item = Source | BucketObject
+
+
+def describe(sources: Sequence[Item]) -> list[dict[str, Any]]:
+    """Plain rows for Ray Data: a file or a bucket object is read by its task, anything
+    else (a zip member, an upload) is read here and travels as bytes."""
     rows = []
     for index, source in enumerate(sources):
+        row = {"index": index, "name": source.name, "path": "", "data": b"", "object": ""}
+        if isinstance(source, BucketObject):
+            rows.append({**row, "object": source.to_json(), "label": "", "metadata": "{}"})
+            continue
         owner = getattr(source.read, "__self__", None)
         path = str(owner) if isinstance(owner, Path) else ""
         rows.append(
             {
-                "index": index,
-                "name": source.name,
+                **row,
                 "path": path,
                 "data": b"" if path else source.read(),
                 "label": source.label,
@@ -112,16 +140,22 @@ def prepare_batch(batch: dict[str, np.ndarray], *, job: Job) -> dict[str, np.nda
     images = _cached_store(job.store)
     n = len(batch["name"])
     ids, keys, status, reasons = [""] * n, [""] * n, [STATUS_OK] * n, [""] * n
+    labels, metadata = list(batch["label"]), list(batch["metadata"])
     resized: list[Any] = []
     ok: list[int] = []
     for i in range(n):
         try:
-            path = str(batch["path"][i])
-            data = Path(path).read_bytes() if path else bytes(batch["data"][i])
+            data = _read(batch, i, job, labels, metadata)
             ids[i] = imaging.content_hash(data)
             keys[i], small = _ready(data, ids[i], job, images)
         except OSError as exc:
             status[i], reasons[i] = STATUS_REJECTED, f"could not read the file ({exc})"
+            continue
+        except (BadRequest, NotFound) as exc:  # an object gone, too large or refused
+            status[i], reasons[i] = STATUS_REJECTED, exc.message
+            continue
+        except StorageUnavailable as exc:
+            status[i], reasons[i] = STATUS_UNAVAILABLE, exc.message
             continue
         except Exception as exc:  # noqa: BLE001 - InvalidImage, reported like in process
             status[i], reasons[i] = STATUS_REJECTED, getattr(exc, "message", str(exc))
@@ -131,8 +165,8 @@ def prepare_batch(batch: dict[str, np.ndarray], *, job: Job) -> dict[str, np.nda
     return {
         "index": batch["index"],
         "name": batch["name"],
-        "label": batch["label"],
-        "metadata": batch["metadata"],
+        "label": np.array(labels),
+        "metadata": np.array(metadata),
         "id": np.array(ids),
         "key": np.array(keys),
         "status": np.array(status),
@@ -152,22 +186,37 @@ def _pixels(preprocess: Any, resized: list[Any], ok: list[int], n: int) -> np.nd
     return pixels
 
 
+def _read(batch: dict[str, np.ndarray], i: int, job: Job, labels: list, metadata: list) -> bytes:
+    """Row ``i``'s bytes; a bucket object also sets its row's label and metadata."""
+    if text := str(batch["object"][i]):
+        assert job.buckets is not None, "bucket objects need the job's BucketsRecipe"
+        item = BucketObject.from_json(text)
+        data, labels[i], meta = item.read(_cached(job.buckets).client(item.endpoint))
+        metadata[i] = json.dumps(meta)
+        return data
+    path = str(batch["path"][i])
+    return Path(path).read_bytes() if path else bytes(batch["data"][i])
+
+
 def _ready(data: bytes, digest: str, job: Job, images: Any) -> tuple[str, Any]:
-    from app.gallery.ingest import ready_image
+    from app.gallery.ingest import ready_image, store_thumbnail
 
-    return ready_image(data, digest, job.preprocess, images, max_pixels=job.max_pixels)
+    store = None if job.originals or images is None else partial(store_thumbnail, images)
+    return ready_image(data, digest, job.preprocess, images, max_pixels=job.max_pixels, store=store)
 
 
-_STORES: dict[StoreRecipe, Any] = {}
+_BUILT: dict[Any, Any] = {}
+
+
+def _cached(recipe: Any) -> Any:
+    """One object per worker process and recipe (built lazily, never shipped)."""
+    if recipe not in _BUILT:
+        _BUILT[recipe] = recipe.build()
+    return _BUILT[recipe]
 
 
 def _cached_store(recipe: StoreRecipe | None) -> Any:
-    """One image store per worker process and recipe (built lazily, never shipped)."""
-    if recipe is None:
-        return None
-    if recipe not in _STORES:
-        _STORES[recipe] = recipe.build()
-    return _STORES[recipe]
+    return None if recipe is None else _cached(recipe)
 
 
 class Embedder:
@@ -186,7 +235,7 @@ class Embedder:
         return batch
 
 
-def rows(ray: Any, sources: Sequence[Source], job: Job) -> Iterator[dict[str, Any]]:
+def rows(ray: Any, sources: Sequence[Item], job: Job) -> Iterator[dict[str, Any]]:
     """Every source as a row (id, key, name, label, metadata, status, reason, vector),
     in source order, from a Ray Data pipeline on the connected cluster."""
     ctx = ray.data.DataContext.get_current()
@@ -227,7 +276,7 @@ def rows(ray: Any, sources: Sequence[Source], job: Job) -> Iterator[dict[str, An
             }
 
 
-def _blocks(sources: Sequence[Source], job: Job) -> int:
+def _blocks(sources: Sequence[Item], job: Job) -> int:
     """Enough blocks for every CPU to have work, none smaller than a model batch."""
     return max(1, min(len(sources) // max(job.batch_size, 1), (os.cpu_count() or 1) * 4))
 

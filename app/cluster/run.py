@@ -7,6 +7,7 @@ app/gallery/ingest.py), so callers show and count them the same way.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -19,8 +20,18 @@ from typing import Any
 from flask import Flask
 
 from app.cluster import require_ray
-from app.cluster.pipeline import STATUS_OK, EncoderRecipe, Job, StoreRecipe, rows
+from app.cluster.pipeline import (
+    STATUS_OK,
+    STATUS_UNAVAILABLE,
+    BucketsRecipe,
+    EncoderRecipe,
+    Item,
+    Job,
+    StoreRecipe,
+    rows,
+)
 from app.cluster.writer import BulkImportWriter, RowWriter, UpsertWriter
+from app.exceptions import StorageUnavailable
 from app.gallery.ingest import ADDED, DUPLICATE, REJECTED, Outcome, Report
 from app.gallery.sources import Source
 from app.model.encoder import Encoder
@@ -29,6 +40,16 @@ from app.vectors.store import VectorStore
 
 LOCAL = "local"  # --ray with no address: a Ray started for this run
 CHUNK = 8192  # sources per Ray dataset
+# What Endpoints (app/buckets/endpoints.py) reads: the tasks reach bucket sources with it.
+S3_SETTINGS = (
+    "S3_ENDPOINT",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_KEY",
+    "S3_SECURE",
+    "S3_REGION",
+    "S3_ENDPOINTS",
+    "STORAGE_TIMEOUT",
+)
 
 
 @contextmanager
@@ -65,6 +86,7 @@ def make_job(
     *,
     batch_size: int,
     store_images: bool = True,
+    originals: bool = True,
     embedder: type | None = None,
 ) -> Job:
     """The job's recipes from the app's config and the cluster's resources."""
@@ -102,6 +124,8 @@ def make_job(
         actors=actors,
         gpus_per_actor=1.0 if gpus else 0.0,
         embedder=embedder,
+        originals=originals,
+        buckets=BucketsRecipe(json.dumps({k: cfg.get(k) for k in S3_SETTINGS})),
     )
 
 
@@ -182,21 +206,54 @@ def reindex_step(app: Flask, address: str) -> Callable[..., None]:
     return encode
 
 
+def inplace_step(app: Flask, ray: Any, batch_size: int = 0) -> Callable[..., None]:
+    """Bucket objects indexed in place on Ray (``OnRay`` of app/buckets/changes.py): the
+    tasks read them, store thumbnails only, and rows go to the syncing snapshot's collection.
+    One call per sync chunk, so the manifest records only rows that were written."""
+
+    def encode(
+        objects: list[Any],
+        encoder: Encoder,
+        vectors: VectorStore,
+        on_outcome: Callable[[Outcome], None],
+        on_read: Callable[[str, dict[str, Any]], None],
+    ) -> None:
+        size = batch_size or encoder.batch_size
+        job = make_job(app, ray, encoder, batch_size=size, originals=False)
+        writer = make_writer(app, vectors, vectors.alias)
+        ingest(
+            ray,
+            job,
+            objects,
+            vectors,
+            writer,
+            collection=vectors.alias,
+            on_outcome=on_outcome,
+            on_read=on_read,
+        )
+
+    return encode
+
+
 def ingest(
     ray: Any,
     job: Job,
-    sources: Iterable[Source],
+    sources: Iterable[Item],
     vectors: VectorStore,
     writer: RowWriter,
     *,
     collection: str | None = None,
     skip_existing: bool = True,
     on_outcome: Callable[[Outcome], None] | None = None,
+    on_read: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> Report:
     """Every source through the Ray pipeline into ``writer``; each id written once.
 
     Sources go to Ray in chunks of CHUNK, so a source that travels as bytes (a zip
     member, an original read from the store) holds memory for one chunk only.
+    ``on_read`` hears each read source's row metadata (a bucket object's ETag as read).
+    A bucket's server that cannot be reached stops the run (StorageUnavailable), as in
+    process: its objects are not reported as failed, so a rerun indexes them.
     """
     report = Report()
     seen: set[str] = set()
@@ -220,6 +277,10 @@ def ingest(
     iterator = iter(sources)
     while chunk := list(islice(iterator, CHUNK)):
         for row in rows(ray, chunk, job):
+            if row["status"] == STATUS_UNAVAILABLE:
+                raise StorageUnavailable(row["reason"])
+            if on_read is not None and row["status"] == STATUS_OK:
+                on_read(row["name"], row["metadata"])
             if row["status"] != STATUS_OK:
                 _tell(report, Outcome(row["name"], REJECTED, reason=row["reason"]), on_outcome)
             elif row["id"] in seen:

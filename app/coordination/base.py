@@ -9,12 +9,16 @@ deployment with several web servers keeps the same things in Redis
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from app.exceptions import ServiceUnavailable
 
 if TYPE_CHECKING:
+    from app.buckets.catalog import SourceRecord
+    from app.buckets.event_queue import Event
     from app.jobs.state import JobFiles
 
 
@@ -56,8 +60,42 @@ class AuditLog(Protocol):
         ...
 
 
+class EventQueue(Protocol):
+    """Bucket events: appended by the hook route, claimed in batches by drainers, each
+    finished once; a claim whose drainer died is taken over (app/buckets/drain.py)."""
+
+    def push(self, events: Iterable[Event]) -> int: ...
+
+    def claim(self, worker: str, *, limit: int = 256) -> list[Event]: ...
+
+    def holding(self, events: list[Event]) -> AbstractContextManager[None]:
+        """Keep the claims of ``events`` while they are worked on."""
+        ...
+
+    def done(self, events: Iterable[Event]) -> None: ...
+
+    def retry_later(self, events: Iterable[Event]) -> None:
+        """Give events back (a failed batch); drop those that failed too often."""
+        ...
+
+    def pending(self) -> int: ...
+
+
+class SyncLocks(Protocol):
+    """One sync per bucket source at a time, across processes (and hosts)."""
+
+    def holding(self, source: SourceRecord) -> AbstractContextManager[None]:
+        """Hold the source's lock, or raise JobRunning saying who holds it."""
+        ...
+
+    def holder(self, source: SourceRecord) -> str | None:
+        """Who syncs the source now, in words (None: nobody)."""
+        ...
+
+
 class Coordination(Protocol):
-    """Where the job state, the locks, the login limits and the audit log live."""
+    """Where the job state, the locks, the login limits, the audit log and the bucket
+    feature's event queue and sync locks live."""
 
     shared: bool  # True when several web servers can share it (Redis)
 
@@ -70,3 +108,7 @@ class Coordination(Protocol):
     def login_limiter(self, attempts: int, window: float) -> LoginLimiter: ...
 
     def audit_log(self) -> AuditLog: ...
+
+    def event_queue(self) -> EventQueue: ...
+
+    def sync_locks(self) -> SyncLocks: ...

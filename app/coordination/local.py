@@ -13,9 +13,16 @@ import logging
 import os
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from app.jobs.state import JobFiles, JobRunning, acquire, is_locked, release
+from app.jobs.state import JobFiles, JobRunning, acquire, is_locked, release, try_lock
+
+if TYPE_CHECKING:
+    from app.buckets.catalog import SourceRecord
+    from app.buckets.event_queue import EventQueue
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +81,29 @@ class FileAuditLog:
         return lines[::-1][: limit + 1]  # one more: the tail's first line may be partial
 
 
+class FileSyncLocks:
+    """``instance/bucket-source-<id>.lock``: a ``flock`` per source, gone with its process."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, source: SourceRecord) -> Path:
+        return self.root / f"bucket-source-{source.id}.lock"
+
+    @contextmanager
+    def holding(self, source: SourceRecord) -> Iterator[None]:
+        fd = try_lock(self.path(source))
+        if fd is None:
+            raise JobRunning(f"A sync of {source.location} is already running.")
+        try:
+            yield
+        finally:
+            release(fd)
+
+    def holder(self, source: SourceRecord) -> str | None:
+        return "another process on this machine" if is_locked(self.path(source)) else None
+
+
 class LocalCoordination:
     """Files in the instance folder: one machine only."""
 
@@ -125,3 +155,11 @@ class LocalCoordination:
 
     def audit_log(self) -> FileAuditLog:
         return FileAuditLog(self.root / AUDIT_FILE)
+
+    def event_queue(self) -> EventQueue:
+        from app.buckets.event_queue import EventQueue
+
+        return EventQueue.in_folder(self.root)
+
+    def sync_locks(self) -> FileSyncLocks:
+        return FileSyncLocks(self.root)

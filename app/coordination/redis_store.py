@@ -8,7 +8,8 @@ Keys (all under ``REDIS_PREFIX``, default ``lookalike``):
   its last successful job, a cancel request (JSON, as the files hold locally);
 - ``gallery:<name>:writers`` / ``:switch``: the gallery's readers-writer lock;
 - ``login:<sha256>``: failed logins of one (user, address), a sorted set of times;
-- ``audit``: the newest audit lines (a capped list).
+- ``audit``: the newest audit lines (a capped list);
+- ``events:*``, ``buckets:sync:*``: bucket events and sync locks (redis_buckets.py).
 
 The job log (``reindex.log``) stays on the host that ran the job.
 """
@@ -293,6 +294,16 @@ class RedisCoordination:
 
     def audit_log(self) -> RedisAuditLog:
         return RedisAuditLog(self)
+
+    def event_queue(self):  # type: ignore[no-untyped-def]
+        from app.coordination.redis_buckets import RedisEventQueue
+
+        return RedisEventQueue(self)
+
+    def sync_locks(self):  # type: ignore[no-untyped-def]
+        from app.coordination.redis_buckets import RedisSyncLocks
+
+        return RedisSyncLocks(self)
 
 
 def _parse(raw: str | None) -> dict[str, Any] | None:

@@ -282,6 +282,13 @@ def store_image(images: ImageStore, key: str, data: bytes, image: imaging.Decode
                 thumb_from: Image.Image | None = None) -> None:
     """Write the original and its thumbnail (idempotent: keys are content hashes)."""
     images.put(original_name(key), data, imaging.MIME_TYPES[image.extension])
+    store_thumbnail(images, key, data, image, thumb_from)
+
+
+def store_thumbnail(images: ImageStore, key: str, data: bytes, image: imaging.DecodedImage,
+                    thumb_from: Image.Image | None = None) -> None:
+    """Write the thumbnail only: an image indexed in place keeps its original in its
+    bucket (app/buckets/changes.py, and its Ray step in app/cluster/pipeline.py)."""
     thumb = imaging.thumbnail(thumb_from or image.image)
     images.put(thumb_name(key), thumb, imaging.THUMB_MIME)
 
