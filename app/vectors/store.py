@@ -46,12 +46,13 @@ RADIUS_MARGIN = 1e-4
 # rows the filter matches, up to MAX_FILTER_EF (_filtered_plan).
 FILTER_EF_FACTOR = 4
 MAX_FILTER_EF = 16384
-# On a server, a filter matching a share of the rows in this range loses recall in
+# A filter matching a share of the rows in this range loses recall in
 # HNSW's filtered search whatever the ef (docs/search.md); there the filtered hits
 # are merged with the filter's matches among an unfiltered search for
 # OVERFETCH_FACTOR times the hits wanted over the share.
 MERGE_SHARES = (0.02, 0.3)
 OVERFETCH_FACTOR = 3
+TOTAL_ROWS_SECONDS = 10.0
 
 
 class VectorStore(Collections):
@@ -75,6 +76,7 @@ class VectorStore(Collections):
         # maintenance a busy server may take longer over (seen: > 3 s on 2.3).
         self.maintenance_timeout = max(timeout, 60.0)
         self._strong_until = 0.0  # monotonic time until reads must see this store's writes
+        self._totals: dict[str, tuple[int, float]] = {}  # collection -> (rows, expiry)
 
     @milvus_call("writing vectors")
     def upsert(self, entries: Sequence[Entry], collection: str | None = None) -> None:
@@ -120,6 +122,7 @@ class VectorStore(Collections):
 
     def _wrote(self) -> None:
         self._strong_until = time.monotonic() + STRONG_AFTER_WRITE_S
+        self._totals.clear()
 
     def _read_level(self) -> str:
         return "Strong" if time.monotonic() < self._strong_until else FAST_READ
@@ -138,19 +141,28 @@ class VectorStore(Collections):
         """
         name = collection or self.alias
         expression = filters.expression() if filters else ""
-        ef, share = max(self.params.ef, offset + k), 1.0
-        if expression:
-            ef, share = self._filtered_plan(name, expression, offset + k)
-            if not ef:
-                return []  # no row matches
-        if not self.lite and MERGE_SHARES[0] <= share <= MERGE_SHARES[1]:
-            wanted = offset + k
-            hits = self._merged(self._search(name, vector, wanted, 0, expression, ef, min_score),
-                                self._overfetched(name, vector, wanted, share, expression,
-                                                  min_score))[offset:wanted]
-        else:
-            hits = self._search(name, vector, k, offset, expression, ef, min_score)
-        return [h for h in hits if min_score is None or h.score >= min_score]
+        wanted = offset + k
+        if not expression:
+            hits = self._search(name, vector, k, offset, "", max(self.params.ef, wanted), min_score)
+            return [h for h in hits if min_score is None or h.score >= min_score]
+        ef, matching, total = self._filtered_plan(name, expression, wanted)
+        if not matching:
+            return []
+        hits: list[Hit] = []
+        if MERGE_SHARES[0] <= matching / total <= MERGE_SHARES[1]:
+            # Enough matches among the unfiltered nearest are the filtered nearest; too
+            # few (a filter far from the query) and the filtered search adds the rest.
+            hits = self._overfetched(name, vector, wanted, matching / total, expression,
+                                     min_score)
+        if len(hits) < wanted:
+            filtered = self._search(name, vector, wanted, 0, expression, ef, min_score)
+            hits = self._merged(hits, filtered)
+        if min_score is None and len(hits) < min(wanted, matching) and ef < MAX_FILTER_EF:
+            # HNSW's filtered search can stop short, even with nothing, when the matching
+            # rows lie far from the query (seen on Milvus Lite): once more, wider.
+            wider = self._search(name, vector, wanted, 0, expression, MAX_FILTER_EF, None)
+            hits = self._merged(hits, wider)
+        return [h for h in hits[offset:wanted] if min_score is None or h.score >= min_score]
 
     def _search(self, name: str, vector: np.ndarray, limit: int, offset: int, expression: str,
                 ef: int, min_score: float | None, fields: list[str] = OUTPUT_FIELDS) -> list[Hit]:
@@ -177,20 +189,32 @@ class VectorStore(Collections):
             for hit in results[0]
         ]
 
-    def _filtered_plan(self, collection: str, expression: str, wanted: int) -> tuple[int, float]:
-        """The ef a filtered search needs (0 when no row matches) and the filter's share.
+    def _filtered_plan(self, collection: str, expression: str, wanted: int
+                       ) -> tuple[int, int, int]:
+        """The ef a filtered search needs, the rows the filter matches and all rows.
 
         HNSW keeps only the matching rows among the ef candidates it visits (Lite:
         FAISS with an id selector; a server: a bitset), so a filter that matches a
         share s of the rows needs ef of about wanted / s to keep its recall.
         """
-        total, matching = (int(self.client.query(
-            collection, filter=f, output_fields=["count(*)"], timeout=self.timeout,
-            consistency_level=self._read_level())[0]["count(*)"]) for f in ("", expression))
-        if not matching:
-            return 0, 0.0
-        needed = math.ceil(FILTER_EF_FACTOR * wanted * total / matching)
-        return min(MAX_FILTER_EF, max(self.params.ef, wanted, needed)), matching / max(total, 1)
+        total, matching = self._total_rows(collection), self._count(collection, expression)
+        total = max(total, matching, 1)  # the total may be a few seconds old
+        needed = math.ceil(FILTER_EF_FACTOR * wanted * total / max(matching, 1))
+        return min(MAX_FILTER_EF, max(self.params.ef, wanted, needed)), matching, total
+
+    def _count(self, collection: str, expression: str) -> int:
+        return int(self.client.query(
+            collection, filter=expression, output_fields=["count(*)"], timeout=self.timeout,
+            consistency_level=self._read_level())[0]["count(*)"])
+
+    def _total_rows(self, collection: str) -> int:
+        """The collection's row count, kept TOTAL_ROWS_SECONDS: it only sizes ef and
+        picks the plan of a filtered search, so a recent count is good enough."""
+        count, expires = self._totals.get(collection, (0, 0.0))
+        if time.monotonic() >= expires:
+            count = self._count(collection, "")
+            self._totals[collection] = (count, time.monotonic() + TOTAL_ROWS_SECONDS)
+        return count
 
     def _overfetched(self, name: str, vector: np.ndarray, wanted: int, share: float,
                      expression: str, min_score: float | None) -> list[Hit]:
