@@ -77,9 +77,7 @@ def test_the_manifest_pages_in_byte_order_after_a_key(catalog) -> None:  # type:
     source = catalog.add("g", HERE)
     keys = ["in/b.jpg", "in/a.jpg", "in/Z.jpg", "in/é.jpg", "in/a/1.jpg", "in/c.jpg"]
     catalog.record(source.id, [entry(k) for k in keys])
-    assert [k.key for k in catalog.iter_known(source.id, page=2)] == sorted(
-        keys, key=str.encode
-    )
+    assert [k.key for k in catalog.iter_known(source.id, page=2)] == sorted(keys, key=str.encode)
     assert [k.key for k in catalog.known(source.id, after="in/a.jpg", limit=2)] == [
         "in/a/1.jpg",
         "in/b.jpg",
