@@ -1,7 +1,8 @@
-"""Bucket events and syncs on two web servers sharing one Redis (app/coordination/).
+"""Bucket events, syncs and sources on two web servers sharing one Redis (app/coordination/).
 
 Each app has its own instance folder, as two hosts would; one Milvus, one S3 server,
-one Redis, all real. Without Redis the SQLite queue and file locks stay as they were.
+one Redis, all real. Without Redis the SQLite queue, file locks and catalog stay as
+they were.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from app.buckets.catalog import Catalog
 from app.buckets.event_queue import CREATED, Event, EventQueue
 from app.buckets.hooks import token_digest
 from app.buckets.inplace import location_of
 from app.coordination import coordination
 from app.coordination.local import FileSyncLocks
-from tests.bucket_data import jpeg, put
+from tests.admin_fixtures import log_in
+from tests.bucket_data import jpeg, put, put_many
 from tests.helpers import wait_until
 from tests.servers import redis_server  # noqa: F401  (fixture)
 from tests.test_buckets_hooks import TOKEN, minio_event, post
@@ -43,14 +46,11 @@ def shared(admin_hash: str, redis_server: str) -> dict:  # noqa: F811
 
 @pytest.fixture
 def hosts(bucket_app, bucket, shared: dict, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Hosts A and B of one gallery, each with s3://bucket/in/ registered."""
-    apps = []
-    for name in ("host-a", "host-b"):
-        app = bucket_app(INSTANCE_PATH=str(tmp_path / name), **shared)
-        added = app.test_cli_runner().invoke(args=["gallery", "add", f"s3://{bucket}/in/"])
-        assert added.exit_code == 0, added.output
-        apps.append(app)
-    return tuple(apps)
+    """Hosts A and B of one gallery; s3://bucket/in/ registered once, on A."""
+    a, b = (bucket_app(INSTANCE_PATH=str(tmp_path / name), **shared) for name in "ab")
+    added = a.test_cli_runner().invoke(args=["gallery", "add", f"s3://{bucket}/in/"])
+    assert added.exit_code == 0, added.output
+    return a, b
 
 
 def source_of(app, bucket: str):  # type: ignore[no-untyped-def]
@@ -72,12 +72,70 @@ def events(n: int) -> list[Event]:
     return [Event("photos", f"in/{i}.jpg", CREATED) for i in range(n)]
 
 
-def test_without_redis_the_queue_and_sync_locks_stay_in_the_instance_folder(app) -> None:  # type: ignore[no-untyped-def]
+def test_without_redis_the_queue_locks_and_catalog_stay_in_the_instance_folder(app) -> None:  # type: ignore[no-untyped-def]
     queue = coordination(app).event_queue()
     assert isinstance(queue, EventQueue)
     assert queue.path.parent == Path(app.instance_path)
     locks = coordination(app).sync_locks()
     assert isinstance(locks, FileSyncLocks) and locks.root == Path(app.instance_path)
+    catalog = coordination(app).catalog()
+    assert isinstance(catalog, Catalog)
+    assert catalog.path == Path(app.instance_path) / "buckets.sqlite"
+
+
+def test_a_source_registered_on_a_is_listed_on_b_and_bs_webhook_indexes_it(
+    hosts, s3, bucket
+) -> None:  # type: ignore[no-untyped-def]
+    a, b = hosts
+    admin = b.test_client()
+    log_in(admin)
+    listed = admin.get("/admin/sources/status").get_json()["sources"]
+    assert [s["location"] for s in listed] == [f"s3://{bucket}/in/"]
+    assert f"s3://{bucket}/in/" in admin.get("/admin/sources/").get_data(as_text=True)
+    assert not list(Path(b.instance_path).glob("buckets.sqlite"))
+
+    put(s3, bucket, "in/new.jpg", jpeg(5))
+    reply = post(b.test_client(), minio_event("created", bucket, "in/new.jpg"))
+    assert reply.status_code == 202 and reply.get_json()["queued"] == 1
+    wait_until(lambda: indexed_keys(a) == {"in/new.jpg"}, 120, "B to index A's source's object")
+    assert source_of(a, bucket).indexed == source_of(b, bucket).indexed == 1
+
+
+def test_a_sync_on_b_resumes_from_as_manifest_and_encodes_nothing_twice(
+    hosts, s3, bucket, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from app.buckets import service
+    from app.extensions import snapshot
+    from app.model.encoder import Encoder
+
+    a, b = hosts
+    put_many(s3, bucket, ((f"in/{i:03d}.jpg", jpeg(i)) for i in range(40)))
+    for app in hosts:  # each model's one-image size probe, before counting
+        with app.app_context():
+            assert snapshot().encoder.dim > 0
+    encoded: list[int] = []
+    real = Encoder.embed_prepared
+    monkeypatch.setattr(
+        Encoder, "embed_prepared", lambda self, px: encoded.append(len(px)) or real(self, px)
+    )
+
+    class Injected(Exception):
+        pass
+
+    def stop_after_16(report) -> None:  # type: ignore[no-untyped-def]
+        if report.tally.added >= 16:
+            raise Injected
+
+    with a.app_context(), pytest.raises(Injected):
+        service.syncer(source_of(a, bucket), chunk=8, after_chunk=stop_after_16).sync()
+    assert sum(encoded) == 16 and source_of(b, bucket).checkpoint == "in/015.jpg"
+
+    with b.app_context():
+        report = service.syncer(source_of(b, bucket), chunk=8).sync()
+    assert report.resumed_after == "in/015.jpg" and report.tally.added == 24
+    assert sum(encoded) == 40 and len(indexed_keys(b)) == 40
+    lines = [app.test_cli_runner().invoke(args=["gallery", "sources"]).output for app in hosts]
+    assert lines[0] == lines[1] and "40 objects seen, 40 indexed, 0 failed" in lines[0]
 
 
 def test_events_posted_to_both_servers_are_each_processed_exactly_once(
@@ -176,8 +234,6 @@ def test_a_sync_on_b_while_a_syncs_the_source_is_refused_naming_as_job(hosts, s3
         assert refused.exit_code == 1
         assert f"already running on {socket.gethostname()} (pid {os.getpid()}" in refused.output
         admin = b.test_client()
-        from tests.admin_fixtures import log_in
-
         log_in(admin)
         page = admin.post(f"/admin/sources/{source_of(b, bucket).id}/sync", follow_redirects=True)
         assert f"already running (on {socket.gethostname()}" in page.get_data(as_text=True)

@@ -107,7 +107,48 @@ class Known:
     status: str = ADDED  # ADDED, DUPLICATE or FAILED
 
 
-class Catalog:
+class CatalogBase:
+    """What the SQLite and Redis catalogs share: checks, messages and derived reads."""
+
+    def by_id(self, source_id: int) -> SourceRecord:
+        raise NotImplementedError
+
+    def sources(self, gallery: str | None = None) -> list[SourceRecord]:
+        raise NotImplementedError
+
+    def known(self, source_id: int, *, after: str = "", limit: int = 1000) -> list[Known]:
+        raise NotImplementedError
+
+    def containing(self, bucket: str, key: str) -> list[SourceRecord]:
+        """Every source (of any gallery) whose location holds ``bucket/key``."""
+        return [s for s in self.sources() if s.location.contains(bucket, key)]
+
+    def iter_known(self, source_id: int, *, after: str = "", page: int = 1000) -> Iterator[Known]:
+        """Every manifest entry after ``after``, in key order, a page at a time."""
+        while batch := self.known(source_id, after=after, limit=page):
+            yield from batch
+            after = batch[-1].key
+
+    @staticmethod
+    def settable(values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` for ``update``, names checked against the record's fields, plus
+        the time of the change."""
+        allowed = {f.name for f in fields(SourceRecord)} - {"id", "gallery", "bucket", "prefix"}
+        if not values or not set(values) <= allowed:
+            raise ValueError(f"cannot set {sorted(set(values) - allowed)}")
+        return {**values, "updated": time.time()}
+
+    @staticmethod
+    def unknown(location: Location | None = None) -> NotFound:
+        if location is None:
+            return NotFound("There is no such source.")
+        return NotFound(
+            f"{location} is not a source of this gallery; add it first "
+            f"(flask --app wsgi gallery add {location})."
+        )
+
+
+class Catalog(CatalogBase):
     """The sources, their labels and their manifests (``instance/buckets.sqlite``)."""
 
     def __init__(self, path: str | Path) -> None:
@@ -151,17 +192,14 @@ class Catalog:
                 (gallery, location.bucket, location.prefix),
             ).fetchone()
         if row is None:
-            raise NotFound(
-                f"{location} is not a source of this gallery; add it first "
-                f"(flask --app wsgi gallery add {location})."
-            )
+            raise self.unknown(location)
         return _source(row)
 
     def by_id(self, source_id: int) -> SourceRecord:
         with self._db() as db:
             row = db.execute("SELECT * FROM sources WHERE id = ?", (source_id,)).fetchone()
         if row is None:
-            raise NotFound("There is no such source.")
+            raise self.unknown()
         return _source(row)
 
     def sources(self, gallery: str | None = None) -> list[SourceRecord]:
@@ -173,16 +211,9 @@ class Catalog:
             ).fetchall()
         return [_source(r) for r in rows]
 
-    def containing(self, bucket: str, key: str) -> list[SourceRecord]:
-        """Every source (of any gallery) whose location holds ``bucket/key``."""
-        return [s for s in self.sources() if s.location.contains(bucket, key)]
-
     def update(self, source_id: int, **values: Any) -> None:
         """Set progress and result columns (names checked against the record's fields)."""
-        allowed = {f.name for f in fields(SourceRecord)} - {"id", "gallery", "bucket", "prefix"}
-        if not values or not set(values) <= allowed:
-            raise ValueError(f"cannot set {sorted(set(values) - allowed)}")
-        values["updated"] = time.time()
+        values = self.settable(values)
         columns = ", ".join(f"{name} = ?" for name in values)
         with self._db() as db:
             db.execute(
@@ -241,12 +272,6 @@ class Catalog:
                 (source_id, after, limit),
             ).fetchall()
         return [_known(r) for r in rows]
-
-    def iter_known(self, source_id: int, *, after: str = "", page: int = 1000) -> Iterator[Known]:
-        """Every manifest entry after ``after``, in key order, a page at a time."""
-        while batch := self.known(source_id, after=after, limit=page):
-            yield from batch
-            after = batch[-1].key
 
     def known_one(self, source_id: int, key: str) -> Known | None:
         with self._db() as db:

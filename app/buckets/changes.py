@@ -19,11 +19,12 @@ from typing import Any, Protocol
 from minio import Minio
 from PIL import Image
 
-from app.buckets.catalog import ADDED, DUPLICATE, FAILED, Catalog, Known, SourceRecord
+from app.buckets.catalog import ADDED, DUPLICATE, FAILED, Known, SourceRecord
 from app.buckets.inplace import ObjectLocation, location_of, with_location
 from app.buckets.listing import ObjectRef
 from app.buckets.reading import BucketObject, LabelRule, object_sources
 from app.config import Config
+from app.coordination.base import SourceCatalog
 from app.exceptions import NotFound
 from app.gallery import imaging
 from app.gallery.ingest import Ingestor, Outcome, store_thumbnail
@@ -85,7 +86,7 @@ class Changes:
 
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: SourceCatalog,
         source: SourceRecord,
         client: Minio,
         images: ImageStore,

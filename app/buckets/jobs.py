@@ -16,13 +16,13 @@ from pathlib import Path
 
 from flask import Flask
 
-from app.buckets.catalog import Catalog, SourceRecord
-from app.coordination.base import SyncLocks
+from app.buckets.catalog import SourceRecord
+from app.coordination.base import SourceCatalog, SyncLocks
 from app.jobs.launch import child_env
 from app.jobs.state import JobRunning
 
 
-def start_sync(app: Flask, catalog: Catalog, source: SourceRecord, locks: SyncLocks) -> int:
+def start_sync(app: Flask, catalog: SourceCatalog, source: SourceRecord, locks: SyncLocks) -> int:
     """Start a sync process for ``source``; returns its pid. JobRunning if one runs."""
     from app.extensions import gallery
 

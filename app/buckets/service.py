@@ -18,7 +18,7 @@ from typing import Any
 from flask import current_app
 from minio import Minio
 
-from app.buckets.catalog import Catalog, SourceRecord
+from app.buckets.catalog import SourceRecord
 from app.buckets.drain import Drainer
 from app.buckets.endpoints import Endpoints
 from app.buckets.inplace import ObjectLocation
@@ -28,23 +28,19 @@ from app.buckets.reading import LabelRule
 from app.buckets.s3errors import s3_errors
 from app.buckets.sync import Syncer
 from app.coordination import coordination
-from app.coordination.base import EventQueue
+from app.coordination.base import EventQueue, SourceCatalog
 from app.exceptions import BadRequest, NotFound
-from app.jobs.state import JobFiles, gallery_writes
+from app.jobs.state import gallery_writes
 from app.serving import Snapshot
 
 CSV_LIMIT = 10_000_000  # rows
 
 
-def catalog() -> Catalog:
-    return Catalog.in_folder(state_folder())
-
-
-def state_folder() -> Path:
-    """Where the catalog lives: the instance folder. Each source is filed under its
-    gallery's alias. The event queue and sync locks are the coordination store's
-    (the instance folder too, or Redis: app/coordination)."""
-    return JobFiles(current_app.instance_path).root
+def catalog() -> SourceCatalog:
+    """The sources catalog of the coordination store: ``instance/buckets.sqlite``, or
+    Redis shared by every web server (app/coordination). Each source is filed under
+    its gallery's alias."""
+    return coordination().catalog()
 
 
 def event_queue() -> EventQueue:

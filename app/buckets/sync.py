@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 
 from minio import Minio
 
-from app.buckets.catalog import Catalog, Known, SourceRecord
+from app.buckets.catalog import Known, SourceRecord
 from app.buckets.changes import Changes, OnRay, Tally
 from app.buckets.listing import ObjectRef, is_image_key, list_images, stat_images
 from app.config import Config
-from app.coordination.base import SyncLocks
+from app.coordination.base import SourceCatalog, SyncLocks
 from app.exceptions import LookalikeError
 from app.gallery.ingest import Outcome
 from app.gallery.storage import ImageStore
@@ -113,7 +113,7 @@ class Syncer:
 
     def __init__(
         self,
-        catalog: Catalog,
+        catalog: SourceCatalog,
         source: SourceRecord,
         client: Minio,
         images: ImageStore,

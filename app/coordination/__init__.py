@@ -1,9 +1,10 @@
 """How the processes of one deployment coordinate: files on one machine, or Redis.
 
 ``LOOKALIKE_REDIS_URL`` chooses, once per process: empty (the embedded default)
-keeps the job state, locks, login limits, audit log, bucket events and bucket sync
-locks under ``instance/`` (app/coordination/local.py); a Redis URL keeps them where
-every web server sees them (app/coordination/redis_store.py, redis_buckets.py).
+keeps the job state, locks, login limits, audit log, bucket events, bucket sync
+locks and sources catalog under ``instance/`` (app/coordination/local.py); a Redis
+URL keeps them where every web server sees them (app/coordination/redis_store.py,
+redis_buckets.py, redis_catalog.py).
 ``check_config`` refuses, at start, a deployment that would have several servers
 each believing it is alone.
 """

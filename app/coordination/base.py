@@ -9,16 +9,17 @@ deployment with several web servers keeps the same things in Redis
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.exceptions import ServiceUnavailable
 
 if TYPE_CHECKING:
-    from app.buckets.catalog import SourceRecord
+    from app.buckets.catalog import Known, SourceRecord
     from app.buckets.event_queue import Event
+    from app.buckets.location import Location
     from app.jobs.state import JobFiles
 
 
@@ -93,9 +94,63 @@ class SyncLocks(Protocol):
         ...
 
 
+class SourceCatalog(Protocol):
+    """The bucket sources, their CSV labels and manifests: SQLite under ``instance/``
+    (app/buckets/catalog.py) or Redis (app/coordination/redis_catalog.py)."""
+
+    def add(
+        self, gallery: str, location: Location, *, endpoint: str = "", label_rule: str = ""
+    ) -> SourceRecord: ...
+
+    def get(self, gallery: str, location: Location) -> SourceRecord: ...
+
+    def by_id(self, source_id: int) -> SourceRecord: ...
+
+    def sources(self, gallery: str | None = None) -> list[SourceRecord]: ...
+
+    def containing(self, bucket: str, key: str) -> list[SourceRecord]: ...
+
+    def update(self, source_id: int, **values: Any) -> None: ...
+
+    def recount(self, source_id: int) -> SourceRecord:
+        """Set seen/indexed/failed from the manifest."""
+        ...
+
+    def set_labels(self, source_id: int, labels: Iterable[tuple[str, str]]) -> int: ...
+
+    def labels_for(self, source_id: int, keys: Iterable[str]) -> dict[str, str]: ...
+
+    def known(self, source_id: int, *, after: str = "", limit: int = 1000) -> list[Known]:
+        """Up to ``limit`` manifest entries with keys after ``after``, in key order."""
+        ...
+
+    def iter_known(
+        self, source_id: int, *, after: str = "", page: int = 1000
+    ) -> Iterator[Known]: ...
+
+    def known_one(self, source_id: int, key: str) -> Known | None: ...
+
+    def record(
+        self,
+        source_id: int,
+        items: Iterable[Known],
+        *,
+        checkpoint: str | None = None,
+        done: int | None = None,
+    ) -> None:
+        """Remember objects and, atomically with them, how far the sync got."""
+        ...
+
+    def forget(self, source_id: int, keys: Iterable[str]) -> None: ...
+
+    def other_holder(
+        self, gallery: str, content_id: str, *, besides: tuple[int, str]
+    ) -> tuple[SourceRecord, Known] | None: ...
+
+
 class Coordination(Protocol):
     """Where the job state, the locks, the login limits, the audit log and the bucket
-    feature's event queue and sync locks live."""
+    feature's event queue, sync locks and sources catalog live."""
 
     shared: bool  # True when several web servers can share it (Redis)
 
@@ -112,3 +167,5 @@ class Coordination(Protocol):
     def event_queue(self) -> EventQueue: ...
 
     def sync_locks(self) -> SyncLocks: ...
+
+    def catalog(self) -> SourceCatalog: ...

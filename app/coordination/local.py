@@ -1,8 +1,9 @@
 """The embedded default's coordination: files under ``instance/`` and ``flock``.
 
 Every process of one machine (gunicorn workers, CLI commands, the reindex job)
-shares the instance folder, so the job state, the locks and the audit log are
-small files there (app/jobs/state.py), exactly as before Redis was an option.
+shares the instance folder, so the job state, the locks, the audit log and the
+bucket feature's SQLite files are there (app/jobs/state.py), as before Redis was an
+option.
 Nothing here is seen by a second machine: docs/deploy.md, "Several web servers".
 """
 
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 from app.jobs.state import JobFiles, JobRunning, acquire, is_locked, release, try_lock
 
 if TYPE_CHECKING:
-    from app.buckets.catalog import SourceRecord
+    from app.buckets.catalog import Catalog, SourceRecord
     from app.buckets.event_queue import EventQueue
 
 log = logging.getLogger(__name__)
@@ -163,3 +164,8 @@ class LocalCoordination:
 
     def sync_locks(self) -> FileSyncLocks:
         return FileSyncLocks(self.root)
+
+    def catalog(self) -> Catalog:
+        from app.buckets.catalog import Catalog
+
+        return Catalog.in_folder(self.root)

@@ -9,7 +9,8 @@ Keys (all under ``REDIS_PREFIX``, default ``lookalike``):
 - ``gallery:<name>:writers`` / ``:switch``: the gallery's readers-writer lock;
 - ``login:<sha256>``: failed logins of one (user, address), a sorted set of times;
 - ``audit``: the newest audit lines (a capped list);
-- ``events:*``, ``buckets:sync:*``: bucket events and sync locks (redis_buckets.py).
+- ``events:*``, ``buckets:sync:*``: bucket events and sync locks (redis_buckets.py);
+- ``catalog:*``: the bucket sources, their CSV labels and manifests (redis_catalog.py).
 
 The job log (``reindex.log``) stays on the host that ran the job.
 """
@@ -304,6 +305,11 @@ class RedisCoordination:
         from app.coordination.redis_buckets import RedisSyncLocks
 
         return RedisSyncLocks(self)
+
+    def catalog(self):  # type: ignore[no-untyped-def]
+        from app.coordination.redis_catalog import RedisCatalog
+
+        return RedisCatalog(self)
 
 
 def _parse(raw: str | None) -> dict[str, Any] | None:
