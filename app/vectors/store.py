@@ -219,9 +219,11 @@ class VectorStore(Collections):
     def _overfetched(self, name: str, vector: np.ndarray, wanted: int, share: float,
                      expression: str, min_score: float | None) -> list[Hit]:
         """The filter's matches among an unfiltered search for enough hits to hold
-        ``wanted`` of them; Milvus checks the filter, by id, on those hits only."""
+        ``wanted`` of them; Milvus checks the filter, by id, on those hits only. The
+        search asks for no fields: ids come anyway, and naming one makes Milvus fetch it
+        per hit in a second pass."""
         limit = min(MAX_FILTER_EF, math.ceil(OVERFETCH_FACTOR * wanted / share))
-        nearest = self._search(name, vector, limit, 0, "", limit, min_score, fields=["id"])
+        nearest = self._search(name, vector, limit, 0, "", limit, min_score, fields=[])
         if not nearest:
             return []
         rows = self.client.query(
