@@ -35,9 +35,11 @@ def printed_config(**env: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def conf(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The config file as a module; LOOKALIKE_THREADS pinned so it cannot leak out."""
+def conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> ModuleType:
+    """The config file as a module; LOOKALIKE_THREADS pinned so it cannot leak out, and
+    the metrics folder it sets for gunicorn's workers taken back after the test."""
     monkeypatch.setenv("LOOKALIKE_THREADS", "1")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prometheus"))
     for name in ("GUNICORN_WORKERS", "GUNICORN_THREADS", "WEB_CONCURRENCY"):
         monkeypatch.delenv(name, raising=False)
     spec = importlib.util.spec_from_file_location("lookalike_gunicorn_conf", CONF)

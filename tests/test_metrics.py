@@ -14,7 +14,9 @@ import pytest
 
 
 @pytest.fixture
-def metered(make_app, collection_name):  # type: ignore[no-untyped-def]
+def metered(make_app, collection_name, monkeypatch):  # type: ignore[no-untyped-def]
+    # In-process: the process's own registry (a multiprocess folder is gunicorn's).
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     return make_app(API_KEYS_COLLECTION=f"{collection_name}_keys", RATELIMIT_MANAGE="1/minute")
 
 

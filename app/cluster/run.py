@@ -52,6 +52,23 @@ S3_SETTINGS = (
 )
 
 
+LOCAL_START_TRIES = 3  # Ray gives a local raylet a fixed 30 s to register
+
+
+def _start_local(ray: Any, temp: str, env: dict[str, Any]) -> None:
+    """A local Ray for the run. On a busy machine its raylet can miss Ray's own start-up
+    deadline ("timed out during startup"); that start is shut down and tried again."""
+    for attempt in range(1, LOCAL_START_TRIES + 1):
+        try:
+            ray.init(include_dashboard=False, _temp_dir=temp, runtime_env=env,
+                     log_to_driver=False)
+            return
+        except Exception as exc:  # Ray raises a bare Exception for this
+            if "timed out during startup" not in str(exc) or attempt == LOCAL_START_TRIES:
+                raise
+            ray.shutdown()
+
+
 @contextmanager
 def ray_session(address: str) -> Iterator[Any]:
     """Ray connected to ``address`` (a cluster) or a local Ray for the run
@@ -72,7 +89,7 @@ def ray_session(address: str) -> Iterator[Any]:
         if address and address != LOCAL:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
         else:
-            ray.init(include_dashboard=False, _temp_dir=temp, runtime_env=env, log_to_driver=False)
+            _start_local(ray, temp, env)
         yield ray
     finally:
         ray.shutdown()
