@@ -9,7 +9,8 @@ from app.exceptions import CollectionMismatch, NotFound, VectorStoreUnavailable
 from app.vectors.connect import open_client
 from app.vectors.filters import Filters
 from app.vectors.records import Entry, ModelStamp
-from app.vectors.store import VectorStore
+from app.vectors.store import COUNT_SECONDS, VectorStore
+from tests.helpers import wait_until
 
 STAMP = ModelStamp("tiny", "f00d", 8)
 
@@ -134,6 +135,20 @@ def test_a_filter_on_a_tenth_of_the_rows_finds_the_exact_top_k(store: VectorStor
             else:  # HNSW's filtered search fills the page (as good as it gets)
                 assert len(got) == 5 and len(set(got) & set(expected[5:].tolist())) >= 4
                 assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_a_filter_that_matched_nothing_finds_a_row_written_since_by_another_process(
+    store: VectorStore,
+) -> None:
+    """Filtered searches keep row counts for a few seconds, but never a zero."""
+    store.upsert(entries(4))
+    other = VectorStore(store.client, store.alias, lite=store.lite)  # another worker
+    only_new = Filters(labels=("new",))
+    assert store.search(unit(9), 3, filters=only_new) == []
+    other.upsert([Entry(f"{99:064x}", unit(9), f"{99:064x}.jpg", "new", {})])
+    found = wait_until(lambda: store.search(unit(9), 3, filters=only_new),
+                       timeout=COUNT_SECONDS / 2, what="the new row, by the store that counted 0")
+    assert [h.id for h in found] == [f"{99:064x}"]
 
 
 def test_info_reports_the_collection(store: VectorStore) -> None:

@@ -51,8 +51,10 @@ MAX_FILTER_EF = 16384
 # are merged with the filter's matches among an unfiltered search for
 # OVERFETCH_FACTOR times the hits wanted over the share.
 MERGE_SHARES = (0.02, 0.3)
-OVERFETCH_FACTOR = 3
-TOTAL_ROWS_SECONDS = 10.0
+OVERFETCH_FACTOR = 2
+# Row counts that plan a filtered search are kept this long, for this many filters.
+COUNT_SECONDS = 10.0
+COUNTS_KEPT = 256
 
 
 class VectorStore(Collections):
@@ -76,7 +78,7 @@ class VectorStore(Collections):
         # maintenance a busy server may take longer over (seen: > 3 s on 2.3).
         self.maintenance_timeout = max(timeout, 60.0)
         self._strong_until = 0.0  # monotonic time until reads must see this store's writes
-        self._totals: dict[str, tuple[int, float]] = {}  # collection -> (rows, expiry)
+        self._counts: dict[tuple[str, str], tuple[int, float]] = {}  # -> (rows, expiry)
 
     @milvus_call("writing vectors")
     def upsert(self, entries: Sequence[Entry], collection: str | None = None) -> None:
@@ -122,7 +124,7 @@ class VectorStore(Collections):
 
     def _wrote(self) -> None:
         self._strong_until = time.monotonic() + STRONG_AFTER_WRITE_S
-        self._totals.clear()
+        self._counts.clear()
 
     def _read_level(self) -> str:
         return "Strong" if time.monotonic() < self._strong_until else FAST_READ
@@ -197,7 +199,8 @@ class VectorStore(Collections):
         FAISS with an id selector; a server: a bitset), so a filter that matches a
         share s of the rows needs ef of about wanted / s to keep its recall.
         """
-        total, matching = self._total_rows(collection), self._count(collection, expression)
+        total = self._kept_count(collection, "")
+        matching = self._kept_count(collection, expression)
         total = max(total, matching, 1)  # the total may be a few seconds old
         needed = math.ceil(FILTER_EF_FACTOR * wanted * total / max(matching, 1))
         return min(MAX_FILTER_EF, max(self.params.ef, wanted, needed)), matching, total
@@ -207,13 +210,18 @@ class VectorStore(Collections):
             collection, filter=expression, output_fields=["count(*)"], timeout=self.timeout,
             consistency_level=self._read_level())[0]["count(*)"])
 
-    def _total_rows(self, collection: str) -> int:
-        """The collection's row count, kept TOTAL_ROWS_SECONDS: it only sizes ef and
-        picks the plan of a filtered search, so a recent count is good enough."""
-        count, expires = self._totals.get(collection, (0, 0.0))
-        if time.monotonic() >= expires:
-            count = self._count(collection, "")
-            self._totals[collection] = (count, time.monotonic() + TOTAL_ROWS_SECONDS)
+    def _kept_count(self, collection: str, expression: str) -> int:
+        """Rows matching ``expression`` ("": all), kept COUNT_SECONDS: counts only plan a
+        filtered search (its ef, its path), so a recent one will do. A zero is never
+        kept: a row another process just wrote must be found at once."""
+        count, expires = self._counts.get((collection, expression), (0, 0.0))
+        if time.monotonic() < expires:
+            return count
+        count = self._count(collection, expression)
+        if len(self._counts) >= COUNTS_KEPT:
+            self._counts.clear()
+        if count:
+            self._counts[(collection, expression)] = (count, time.monotonic() + COUNT_SECONDS)
         return count
 
     def _overfetched(self, name: str, vector: np.ndarray, wanted: int, share: float,
