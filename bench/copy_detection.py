@@ -187,7 +187,11 @@ def run(*, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         )
         result["embedding"][group] = emb
         checked = copy_verified.score(
-            copy_scores_all[rows], copy_ver[rows], pos_mask[rows], orig_pairs[upper], orig_ver,
+            copy_scores_all[rows],
+            copy_ver[rows],
+            pos_mask[rows],
+            orig_pairs[upper],
+            orig_ver,
             verified,
         )
         result["verified"][group] = {

@@ -139,4 +139,3 @@ def thumbnail_image(images: ImageStore, key: str) -> Image.Image:
 
 def gallery_features(images: ImageStore, key: str) -> Features:
     return features(thumbnail_image(images, key))
-
