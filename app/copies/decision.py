@@ -47,18 +47,20 @@ class CopyRule:
     @property
     def floor(self) -> float:
         """The lowest embedding score that can be a copy: search only above it."""
-        return min(self.candidate, self.threshold) if self.verifies else self.threshold  # type: ignore[type-var]
+        if self.candidate is None or self.verified is None:
+            return self.threshold
+        return min(self.candidate, self.threshold)
 
     def decide(self, score: float, verified: Callable[[], float | None]) -> bool:
         """Copy or not for a pair with embedding ``score``; ``verified`` is called only
         for a candidate, and None from it (nothing to verify with) means the
         embedding threshold decides."""
-        if not self.verifies:
+        if self.candidate is None or self.verified is None:
             return score >= self.threshold
         if score < self.floor:
             return False
         found = verified()
-        return score >= self.threshold if found is None else found >= self.verified  # type: ignore[operator]
+        return score >= self.threshold if found is None else found >= self.verified
 
 
 class CopyJudge:
@@ -95,10 +97,12 @@ class Query:
 
     def __init__(self, judge: CopyJudge, image: Image.Image | None, key: str) -> None:
         self.judge, self.image, self.key = judge, image, key
-        self._features: verify.QueryFeatures | None | bool = False
+        self._made = False
+        self._features: verify.QueryFeatures | None = None
 
     def _query_features(self) -> verify.QueryFeatures | None:
-        if self._features is False:
+        if not self._made:
+            self._made = True
             image = verify.as_stored(self.image) if self.image is not None else None
             if image is None and self.key and self.judge.images is not None:
                 try:
@@ -106,7 +110,7 @@ class Query:
                 except (NotFound, InvalidImage, StorageUnavailable):
                     image = None
             self._features = verify.query_features(image) if image is not None else None
-        return self._features  # type: ignore[return-value]
+        return self._features
 
     def is_copy(self, key: str, score: float) -> bool:
         """Whether the gallery image ``key``, at embedding ``score``, is a copy of the query."""
