@@ -61,6 +61,8 @@ def copies(c: dict[str, Any]) -> list[str]:
         "imagehash's 64-bit pHash, copy when the Hamming distance is at most 10 (its usual "
         "threshold), and at the largest distance that keeps the embedding's precision.",
         "",
+        *_verified_setup(cal, test),
+        "",
         "| copies | method | precision | recall | false pairs |",
         "|---|---|---|---|---|",
     ]
@@ -79,6 +81,16 @@ def copies(c: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {group} | {label} | {p['precision']} | {p['recall']} | {p['false_pairs']} |"
             )
+        if v := c.get("verified", {}).get(group):
+            rule = cal["verified"]
+            p = v["phash_at_equal_precision"]
+            lines += [
+                f"| {group} | **verified**: embedding ≥ {rule['candidate']}, then verified "
+                f"score ≥ {rule['verified_score']} | {v['precision']} | {v['recall']} | "
+                f"{v['false_pairs']} |",
+                f"| {group} | pHash, Hamming ≤ {p['hamming']} (the verified rule's precision) | "
+                f"{p['precision']} | {p['recall']} | {p['false_pairs']} |",
+            ]
         oracle = c.get("embedding_oracle", {}).get(group)
         if oracle and oracle["threshold"] is not None:
             lines.append(
@@ -86,7 +98,30 @@ def copies(c: dict[str, Any]) -> list[str]:
                 f"set for pHash's usual precision) | {oracle['precision']} | "
                 f"{oracle['recall']} | {oracle['false_pairs']} |"
             )
-    lines += ["", "| kind | embedding recall | pHash recall (≤ 10) |", "|---|---|---|"]
+    lines += [
+        "",
+        "| kind | embedding recall | verified recall | pHash recall (≤ 10) |",
+        "|---|---|---|---|",
+    ]
     for kind, r in c["per_kind"].items():
-        lines.append(f"| {kind} | {r['recall']} | {r['phash_recall']} |")
+        verified = r.get("verified_recall", "")
+        lines.append(f"| {kind} | {r['recall']} | {verified} | {r['phash_recall']} |")
     return [*lines, ""]
+
+
+def _verified_setup(cal: dict[str, Any], test: dict[str, Any]) -> list[str]:
+    """The verified rule's calibration (app/copies/verified.py), when the run has one."""
+    rule = cal.get("verified")
+    if not rule:
+        return []
+    return [
+        "Verified = the embedding proposes, geometric verification decides "
+        "(`app/copies/decision.py`): pairs from the candidate threshold "
+        f"**{rule['candidate']}** are verified (SIFT on the stored thumbnails, one "
+        "similarity transform by RANSAC, matches within half a pixel), a copy from verified "
+        f"score **{rule['verified_score']}**; both calibrated on the same sample (on it: "
+        f"precision {rule['precision']}, recall {rule['recall']}; "
+        f"{rule['neighbour_pairs']:,} neighbour pairs, {rule['left_out_as_likely_copies']} "
+        f"left out as likely copies). Test: {test['verified_pairs']:,} candidate pairs "
+        f"verified in {test['verify_seconds']} s."
+    ]

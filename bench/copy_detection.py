@@ -9,7 +9,8 @@ included. Precision and recall are counted over *every* pair in the test set:
 each copy against every gallery image (its original is the one positive), and
 every pair of originals. pHash (imagehash, Hamming distance on 64 bits) is scored
 on the same pairs, at its usual threshold and at the threshold that matches the
-embedding's precision.
+embedding's precision. The verified rule (geometric verification of the pairs the
+embedding proposes, bench/copy_verified.py) is calibrated and scored beside them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from app.copies.calibrate import (
     hard_negatives,
 )
 from app.copies.transforms import ALL_KINDS, HELD_OUT_KINDS, TRAINING_KINDS, make_copies
+from bench import copy_verified
 from bench.common import GROCERY, MOBILENET, SHARED
 
 IMAGENETTE = SHARED / "datasets" / "imagenette-val" / "val"
@@ -101,6 +103,10 @@ def run(*, quick: bool = False, seed: int = 0) -> dict[str, Any]:
     point = choose_threshold(cal_all, cal_neg)
     threshold = point.threshold
     unfiltered = choose_threshold(cal_all, all_neg).threshold
+    verified, verified_negatives = copy_verified.calibrate(
+        cal_images, cal_base, cal_copies, near, seed=seed
+    )
+    calibrated_at = time.perf_counter()
 
     # Test: every pair of the test split.
     test_images = [images[i] for i in test_idx]
@@ -121,6 +127,11 @@ def run(*, quick: bool = False, seed: int = 0) -> dict[str, Any]:
     pos_mask[np.arange(len(owner)), owner_a] = True
     orig_pairs = base @ base.T
     upper = np.triu(np.ones_like(orig_pairs, bool), 1)
+    verifying = time.perf_counter()
+    copy_ver, orig_ver, verified_pairs = copy_verified.verify_candidates(
+        copies, test_images, copy_scores_all, orig_pairs, verified.candidate
+    )
+    verify_seconds = time.perf_counter() - verifying
 
     phashes = np.asarray([_word(imagehash.phash(im)) for im in test_images])
     copy_hashes = np.asarray([_word(imagehash.phash(im)) for im in copies])
@@ -141,6 +152,15 @@ def run(*, quick: bool = False, seed: int = 0) -> dict[str, Any]:
             "neighbour_pairs": int(len(cal_neg)),
             "left_out_as_likely_copies": suspected,
             "threshold_without_leaving_out": round(unfiltered, 4),
+            "verified": {
+                "candidate": round(verified.candidate, 4),
+                "verified_score": round(verified.verified, 2),
+                "precision": round(verified.precision, 4),
+                "recall": round(verified.recall, 4),
+                "neighbour_pairs": verified_negatives,
+                "left_out_as_likely_copies": verified.suspected,
+                "seconds": round(calibrated_at - started, 1),
+            },
         },
         "test": {
             "originals": len(test_idx),
@@ -148,10 +168,13 @@ def run(*, quick: bool = False, seed: int = 0) -> dict[str, Any]:
             "copies": len(copies),
             "negative_pairs": int((~pos_mask).sum() + upper.sum()),
             "same_product_pairs": int((same_product & upper).sum()),
+            "verified_pairs": verified_pairs,
+            "verify_seconds": round(verify_seconds, 1),
         },
     }
     result["embedding"] = {}
     result["phash"] = {}
+    result["verified"] = {}
     for group, members in (
         ("training kinds", list(TRAINING_KINDS)),
         ("held-out kinds", list(HELD_OUT_KINDS)),
@@ -163,6 +186,20 @@ def run(*, quick: bool = False, seed: int = 0) -> dict[str, Any]:
             copy_dist[rows], pos_mask[rows], orig_dist[upper], emb["precision"]
         )
         result["embedding"][group] = emb
+        checked = copy_verified.score(
+            copy_scores_all[rows],
+            copy_ver[rows],
+            pos_mask[rows],
+            orig_pairs[upper],
+            orig_ver,
+            verified,
+        )
+        result["verified"][group] = {
+            **checked,
+            "phash_at_equal_precision": _phash_at_precision(
+                copy_dist[rows], pos_mask[rows], orig_dist[upper], checked["precision"]
+            ),
+        }
         # What the embedding could do at pHash's usual precision, with the threshold
         # chosen on the test set itself (an upper bound, not what calibration gives).
         result.setdefault("embedding_oracle", {})[group] = _embedding_at_precision(
@@ -178,8 +215,12 @@ def run(*, quick: bool = False, seed: int = 0) -> dict[str, Any]:
         rows = kinds_a == kind
         hit = copy_scores_all[rows][pos_mask[rows]] >= threshold
         ph = copy_dist[rows][pos_mask[rows]] <= PHASH_USUAL
+        checked = (copy_scores_all[rows] >= verified.candidate) & (
+            copy_ver[rows] >= verified.verified
+        )
         per_kind[kind] = {
             "recall": round(float(hit.mean()), 4),
+            "verified_recall": round(float(checked[pos_mask[rows]].mean()), 4),
             "phash_recall": round(float(ph.mean()), 4),
         }
     result["per_kind"] = per_kind

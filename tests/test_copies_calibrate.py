@@ -95,8 +95,14 @@ def test_calibrating_a_small_gallery_stores_its_threshold_and_figures(
     # In a gallery of 6 every other image is a neighbour, of the original and of each copy.
     assert stored.negatives + stored.suspected == 6 * 5 * (1 + len(TRAINING_KINDS))
     assert stored.model and stored.date
+    # The verified rule is measured on the same sample and stored with its figures.
+    assert stored.candidate is not None and 0.0 < stored.candidate <= stored.threshold
+    assert stored.verified is not None and stored.verified > 0
+    assert stored.verified_precision is not None and stored.verified_precision >= 0.99
+    assert stored.verified_recall is not None and 0.0 < stored.verified_recall <= 1.0
     status = runner.invoke(args=["index", "status"])
     assert f"{stored.threshold:.4f} (precision" in status.output
+    assert f"verified from {stored.candidate:.4f}" in status.output
 
 
 def test_calibrating_an_empty_gallery_says_what_to_do(runner) -> None:

@@ -66,6 +66,7 @@ def test_a_planted_copy_is_found_with_the_original_to_keep(
     assert runner.invoke(args=["index", "calibrate", "--sample", "7"]).exit_code == 0
     report = duplicates(runner, "--method", method)
     assert report["calibrated"] and report["method"] == method
+    assert report["verified"]  # candidates from the calibration, geometrically verified
     assert keys_of(report) == [{key_of(planted["original"]), key_of(planted["copy"])}]
     group = report["groups"][0]
     assert group["keep"] == key_of(planted["original"])  # 512 px against 300 px

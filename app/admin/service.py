@@ -13,6 +13,7 @@ from typing import Any
 
 from werkzeug.datastructures import FileStorage
 
+from app.copies.decision import CopyJudge, CopyRule
 from app.copies.threshold import read_calibration
 from app.copies.upload import CopyCheck
 from app.exceptions import BadRequest, LookalikeError, NotFound
@@ -172,7 +173,8 @@ def add_images(
     copy of one in the gallery says so (or is refused, with ``reject_copies``)."""
     with gallery_writes(files):
         snap = serving.snapshot(fresh=True)
-        copies = CopyCheck(read_calibration(snap.vectors).threshold, reject_copies)
+        judge = CopyJudge(CopyRule.of(read_calibration(snap.vectors)), images)
+        copies = CopyCheck(judge, reject_copies)
         report = Ingestor(snap.encoder, snap.vectors, images, batch_size=batch_size,
                           max_pixels=max_pixels, copies=copies).run(sources)
     return Report(rejected + report.outcomes)

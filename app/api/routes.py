@@ -20,7 +20,7 @@ from app.api.schemas import (
 )
 from app.api.shedding import shed_when_full
 from app.apikeys.auth import require_key
-from app.copies.threshold import copy_threshold
+from app.copies.decision import copy_judge
 from app.exceptions import BadRequest, LookalikeError, ModelLoadError
 from app.extensions import encoder, gallery_labels, images, vectors
 from app.metrics.registry import observe_search
@@ -43,7 +43,7 @@ def search_upload() -> ResponseReturnValue:
     values = CombinedMultiDict([request.form, request.args])
     result = find_similar(files[0].read(), _query(values), encoder=encoder(),
                           vectors=vectors(), max_pixels=current_app.config["MAX_IMAGE_PIXELS"],
-                          copy_threshold=copy_threshold())
+                          copies=copy_judge())
     return jsonify(_payload(result))
 
 
@@ -60,7 +60,7 @@ def search_key() -> ResponseReturnValue:
     extra = {"encoder": encoder(), "images": images()} if query.box else {}
     result = find_similar_to_key(key, query, vectors=vectors(),
                                  max_pixels=current_app.config["MAX_IMAGE_PIXELS"],
-                                 copy_threshold=copy_threshold(), **extra)
+                                 copies=copy_judge(), **extra)
     return jsonify(_payload(result))
 
 

@@ -70,8 +70,9 @@ class Match(BaseModel):
     image_url: str
     thumb_url: str
     metadata: dict[str, Any]
-    copy_: bool = Field(False, alias="copy", description="at or above the gallery's copy "
-                        "threshold: the same picture, not only a similar one")
+    copy_: bool = Field(False, alias="copy", description="a copy by the gallery's calibrated "
+                        "decision (score, then verification): the same picture, not only a "
+                        "similar one")
 
 
 class SearchResponse(BaseModel):
@@ -130,8 +131,8 @@ class Outcome(BaseModel):
     key: str | None
     reason: str | None
     near_duplicate_of: NearDuplicate | None = Field(
-        None, description="the gallery image this one is a copy of (at or above the copy "
-        "threshold), if any")
+        None, description="the gallery image this one is a copy of (by the gallery's "
+        "calibrated copy decision), if any")
 
 
 class UploadReport(BaseModel):

@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -32,6 +33,9 @@ from app.model.encoder import Encoder
 from app.vectors.calls import milvus_call
 from app.vectors.records import Entry
 from app.vectors.store import VectorStore
+
+if TYPE_CHECKING:
+    from app.copies.verified import Verified
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +182,8 @@ def hard_negatives(
 
 def neighbour_vectors(
     store: VectorStore, vectors: np.ndarray, ids: list[str], *, k: int = NEIGHBOURS
-) -> list[np.ndarray]:
-    """The vectors of each image's ``k`` nearest other gallery images."""
+) -> list[tuple[list[str], np.ndarray]]:
+    """The keys and vectors of each image's ``k`` nearest other gallery images."""
     found = []
     for vector, id_ in zip(vectors, ids, strict=True):
         others = [h.id for h in store.search(vector, k + 1) if h.id != id_][:k]
@@ -188,16 +192,16 @@ def neighbour_vectors(
 
 
 @milvus_call("reading vectors")
-def _vectors(store: VectorStore, ids: list[str]) -> np.ndarray:
+def _vectors(store: VectorStore, ids: list[str]) -> tuple[list[str], np.ndarray]:
     if not ids:
-        return np.zeros((0, 0), np.float32)
+        return [], np.zeros((0, 0), np.float32)
     rows = store.client.query(
         store.alias,
         filter=f"id in {json.dumps(ids)}",
-        output_fields=["vector"],
+        output_fields=["key", "vector"],
         timeout=store.timeout,
     )
-    return np.asarray([r["vector"] for r in rows], np.float32)
+    return [r["key"] for r in rows], np.asarray([r["vector"] for r in rows], np.float32)
 
 
 def calibrate(
@@ -222,10 +226,12 @@ def calibrate(
     originals, positives, copies = copy_scores(encoder, decoded, seed=seed)
     say("scoring the nearest other gallery images")
     near = neighbour_vectors(store, originals, [e.id for e in kept])
-    negatives = hard_negatives(originals, copies, near)
+    negatives = hard_negatives(originals, copies, [vectors for _, vectors in near])
     pos = np.concatenate(list(positives.values()))
     negatives, suspected = drop_likely_copies(pos, negatives)
     point = choose_threshold(pos, negatives)
+    say("verifying copies and neighbours (geometric verification)")
+    rule = _verified(decoded, kept, originals, copies, near, images, seed)
     return Calibration(
         threshold=round(point.threshold, 6),
         calibrated=True,
@@ -237,7 +243,37 @@ def calibrate(
         suspected=suspected,
         model=encoder.name,
         date=datetime.now(UTC).isoformat(timespec="seconds"),
+        candidate=round(rule.candidate, 6),
+        verified=round(rule.verified, 4),
+        verified_precision=round(rule.precision, 4),
+        verified_recall=round(rule.recall, 4),
     )
+
+
+def _verified(
+    decoded: list[Image.Image],
+    kept: list[Entry],
+    originals: np.ndarray,
+    copies: np.ndarray,
+    near: list[tuple[list[str], np.ndarray]],
+    images: ImageStore,
+    seed: int,
+) -> Verified:
+    """The verified rule on the same sample, against the gallery's stored thumbnails."""
+    from app.copies.decision import CopyJudge, CopyRule
+    from app.copies.verified import verify_sample  # it builds on choose_threshold above
+
+    judge = CopyJudge(CopyRule(1.0), images)
+    rule, _ = verify_sample(
+        decoded,
+        [e.key for e in kept],
+        originals,
+        copies,
+        near,
+        judge.gallery,
+        seed=seed,
+    )
+    return rule
 
 
 def _decode_all(

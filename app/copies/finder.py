@@ -9,8 +9,9 @@ collection's size (BENCHMARKS.md, "Duplicates", has the measurements):
   the collection's HNSW index, so the work grows as N log N and the memory stays
   that of one batch.
 
-Pairs an operator marked "not duplicates" are dropped, then union-find joins the
-rest into groups.
+Pairs an operator marked "not duplicates" are dropped; with a verified calibration
+the pairs found (at its low candidate threshold) are then checked one by one
+(app/copies/decision.py); union-find joins the rest into groups.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.copies.decision import CopyJudge
 from app.copies.marks import Separator
 from app.vectors.calls import milvus_call
 from app.vectors.store import RADIUS_MARGIN, VectorStore
@@ -68,8 +70,10 @@ def find_groups(
     separator: Separator | None = None,
     method: str = "auto",
     on_progress: Progress | None = None,
+    judge: CopyJudge | None = None,
 ) -> Found:
-    """Every group of copies in the store's collection (its pinned one)."""
+    """Every group of copies in the store's collection (its pinned one): pairs at or
+    above ``threshold``, each then decided by ``judge`` when one is given."""
     started = time.perf_counter()
     total = store.count()
     if method == "auto":
@@ -79,6 +83,8 @@ def find_groups(
     pairs = finder(store, threshold, rows, total, on_progress or (lambda done, total: None))
     if separator:
         pairs = [p for p in pairs if not separator.separates(p.a, p.b)]
+    if judge is not None:
+        pairs = judged_pairs(pairs, rows, judge)
     groups = union_groups(pairs)
     members = {id_ for group in groups for id_ in group}
     return Found(
@@ -89,6 +95,18 @@ def find_groups(
         method,
         time.perf_counter() - started,
     )
+
+
+def judged_pairs(pairs: list[Pair], rows: dict[str, Row], judge: CopyJudge) -> list[Pair]:
+    """The pairs ``judge`` calls copies; one query image's features at a time."""
+    kept: list[Pair] = []
+    query = None
+    for pair in sorted(pairs, key=lambda p: (p.a, p.b)):
+        if query is None or query.key != rows[pair.a].key:
+            query = judge.query(key=rows[pair.a].key)
+        if query.is_copy(rows[pair.b].key, pair.score):
+            kept.append(pair)
+    return kept
 
 
 def union_groups(pairs: list[Pair]) -> list[list[str]]:

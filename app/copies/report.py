@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 from PIL import Image
 
+from app.copies.decision import CopyRule
 from app.copies.finder import Found
 from app.copies.threshold import Calibration
 from app.exceptions import LookalikeError
@@ -49,6 +50,7 @@ class DuplicateReport:
     scanned: int
     method: str
     seconds: float
+    verified: bool = False  # threshold = the candidate threshold; pairs geometrically verified
 
     @property
     def copies(self) -> int:
@@ -75,13 +77,15 @@ def build_report(
         ]
         members.sort(key=lambda m: (-m.width * m.height, -m.bytes, m.key))
         groups.append(Group(members, members[0].key, by_group.get(n, [])))
+    verified = threshold is None and CopyRule.of(calibration).verifies
     return DuplicateReport(
-        threshold if threshold is not None else calibration.threshold,
+        threshold if threshold is not None else CopyRule.of(calibration).floor,
         calibration.calibrated and threshold is None,
         groups,
         found.scanned,
         found.method,
         round(found.seconds, 3),
+        verified,
     )
 
 
@@ -103,7 +107,8 @@ def _member(id_: str, key: str, label: str, images: ImageStore | None) -> Member
 def as_table(report: DuplicateReport) -> str:
     lines = [
         f"{len(report.groups)} groups, {report.copies} copies among {report.scanned} "
-        f"images (threshold {report.threshold:.4f}"
+        f"images ({'candidates from' if report.verified else 'threshold'} "
+        f"{report.threshold:.4f}{', verified' if report.verified else ''}"
         f"{'' if report.calibrated else ', not calibrated'}; {report.method} "
         f"search, {report.seconds:.1f} s)"
     ]
@@ -174,4 +179,5 @@ def report_from_json(data: dict) -> DuplicateReport:
         data["scanned"],
         data["method"],
         data["seconds"],
+        bool(data.get("verified", False)),
     )

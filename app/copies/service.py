@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from app.copies.calibrate import calibrate
+from app.copies.decision import CopyJudge, CopyRule
 from app.copies.finder import Progress, find_groups
 from app.copies.marks import Marks
 from app.copies.report import DuplicateReport, build_report
@@ -49,14 +50,18 @@ def duplicates(
     method: str = "auto",
     on_progress: Progress | None = None,
 ) -> DuplicateReport:
-    """Groups of copies at the collection's threshold (or ``threshold``)."""
+    """Groups of copies by the collection's decision (app/copies/decision.py), or at
+    the embedding score ``threshold`` alone when one is given."""
     calibration = read_calibration(vectors)
+    rule = CopyRule.of(calibration)
+    judge = CopyJudge(rule, images) if threshold is None and rule.verifies else None
     found = find_groups(
         vectors,
-        threshold if threshold is not None else calibration.threshold,
+        threshold if threshold is not None else rule.floor,
         separator=marks.separator(),
         method=method,
         on_progress=on_progress,
+        judge=judge,
     )
     return build_report(found, calibration, images, threshold)
 

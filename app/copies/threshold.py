@@ -38,16 +38,28 @@ class Calibration:
     suspected: int = 0  # neighbour pairs left out as likely real copies (calibrate.py)
     model: str = ""
     date: str = ""
+    # Geometric verification (decision.py), None in calibrations made before it: pairs
+    # from ``candidate`` up are verified, a verified score from ``verified`` is a copy.
+    candidate: float | None = None
+    verified: float | None = None
+    verified_precision: float | None = None  # of that rule, on the calibration sample
+    verified_recall: float | None = None
 
     def describe(self) -> str:
         """One line for `index status` and the admin overview."""
         if not self.calibrated:
             return f"{self.threshold:.4f} default (not calibrated)"
         per_image = self.copies // max(1, self.originals)
+        verified = (
+            f"; verified from {self.candidate:.4f} at score {self.verified:.1f}: precision "
+            f"{self.verified_precision:.3f}, recall {self.verified_recall:.3f}"
+            if self.candidate is not None and self.verified is not None
+            else ""
+        )
         return (
             f"{self.threshold:.4f} (precision {self.precision:.3f}, recall "
             f"{self.recall:.3f} on {self.originals} images x {per_image} copies, "
-            f"{self.negatives} distinct pairs; {self.model}, {self.date})"
+            f"{self.negatives} distinct pairs{verified}; {self.model}, {self.date})"
         )
 
 

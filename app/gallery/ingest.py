@@ -231,7 +231,8 @@ class Ingestor:
     def _insert(self, batch: _Batch) -> Iterator[Outcome]:
         assert batch.pixels is not None
         vectors = self.encoder.embed_prepared(batch.pixels)
-        near = self.copies.nearest(self.vectors, vectors, self.collection) \
+        near = self.copies.nearest(self.vectors, vectors, self.collection,
+                                   [p.key for p in batch.items]) \
             if self.copies else [None] * len(batch.items)
         entries, outcomes = [], []
         for p, vector, hit in zip(batch.items, vectors, near, strict=True):

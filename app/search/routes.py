@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, render_template, request, url_for
 
 from app.api.shedding import shed_when_full
-from app.copies.threshold import copy_threshold
+from app.copies.decision import copy_judge
 from app.exceptions import BadRequest, ServiceUnavailable
 from app.extensions import encoder, gallery_labels, images, vectors
 from app.galleries.pages import choose_gallery
@@ -46,7 +46,7 @@ def search_upload() -> tuple[str, int] | str:
         raise BadRequest(" ".join(str(e) for e in errors) or "Choose an image file.")
     result = find_similar(form.image.data.read(), _query(request.form), encoder=encoder(),
                           vectors=vectors(), max_pixels=current_app.config["MAX_IMAGE_PIXELS"],
-                          copy_threshold=copy_threshold(),
+                          copies=copy_judge(),
                           with_thumbnail=True)
     token = request.form.get("photo_token", "")
     return _results(result, photo_token=token if PHOTO_TOKEN.fullmatch(token) else "")
@@ -62,7 +62,7 @@ def search_key() -> str:
     extra = {"encoder": encoder(), "images": images()} if query.box else {}
     return _results(find_similar_to_key(key, query, vectors=vectors(),
                                         max_pixels=current_app.config["MAX_IMAGE_PIXELS"],
-                                        copy_threshold=copy_threshold(), **extra))
+                                        copies=copy_judge(), **extra))
 
 
 def _query(values: Any) -> SearchQuery:

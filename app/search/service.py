@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from app.buckets.inplace import public_metadata
+from app.copies.decision import CopyJudge
+from app.copies.decision import Query as CopyQuery
 from app.exceptions import NotFound
 from app.gallery import imaging
 from app.gallery.keys import is_valid_key, key_id, original_name
@@ -61,7 +63,7 @@ class SearchResult:
 
 def find_similar(
     data: bytes, request: SearchQuery, *, encoder: Encoder, vectors: VectorStore,
-    max_pixels: int, with_thumbnail: bool = False, copy_threshold: float | None = None,
+    max_pixels: int, with_thumbnail: bool = False, copies: CopyJudge | None = None,
 ) -> SearchResult:
     """Decode an uploaded image, embed it (or its ``box``) and return its nearest images.
 
@@ -78,7 +80,8 @@ def find_similar(
     searched_at = time.perf_counter()
     preview = imaging.thumbnail(decoded.image, 384) if with_thumbnail else b""
     query = Query(thumbnail=preview, width=decoded.width, height=decoded.height)
-    return SearchResult(query, _matches(hits, request.offset, copy_threshold), {
+    marks = _copy_marks(hits, copies.query(image=image)) if copies else None
+    return SearchResult(query, _matches(hits, request.offset, marks), {
         "decode": _ms(started, decoded_at),
         "embed": _ms(decoded_at, embedded_at),
         "search": _ms(embedded_at, searched_at),
@@ -89,7 +92,7 @@ def find_similar(
 def find_similar_to_key(
     key: str, request: SearchQuery, *, vectors: VectorStore,
     encoder: Encoder | None = None, images: ImageStore | None = None, max_pixels: int = 0,
-    copy_threshold: float | None = None,
+    copies: CopyJudge | None = None,
 ) -> SearchResult:
     """More like a gallery image; itself is left out.
 
@@ -112,7 +115,8 @@ def find_similar_to_key(
     fetched_at = time.perf_counter()
     hits, next_offset = _search(vector, request, vectors, exclude_id=entry.id)
     searched_at = time.perf_counter()
-    return SearchResult(Query(key=entry.key), _matches(hits, request.offset, copy_threshold), {
+    marks = _copy_marks(hits, copies.query(key=entry.key)) if copies else None
+    return SearchResult(Query(key=entry.key), _matches(hits, request.offset, marks), {
         "decode": _ms(started, decoded_at),
         "embed": _ms(decoded_at, fetched_at),  # without a box: the stored vector is fetched
         "search": _ms(fetched_at, searched_at),
@@ -167,12 +171,18 @@ def _why_empty(
     return "The gallery is empty."
 
 
-def _matches(hits: list[Hit], offset: int = 0,
-             copy_threshold: float | None = None) -> list[Match]:
+def _copy_marks(hits: list[Hit], query: CopyQuery) -> list[bool]:
+    """Which hits are copies of the query: the collection's decision (app/copies/decision.py),
+    verifying only the hits above its low candidate threshold."""
+    return [query.is_copy(h.key, h.score) for h in hits]
+
+
+def _matches(hits: list[Hit], offset: int = 0, copies: list[bool] | None = None) -> list[Match]:
     # Reserved keys (an in-place image's bucket location, app/buckets/inplace.py) stay inside.
+    marks = copies or [False] * len(hits)
     return [Match(offset + i + 1, h.key, round(h.score, 4), h.label, public_metadata(h.metadata),
-                  copy_threshold is not None and h.score >= copy_threshold)
-            for i, h in enumerate(hits)]
+                  copy)
+            for i, (h, copy) in enumerate(zip(hits, marks, strict=True))]
 
 
 def _ms(start: float, end: float) -> float:
