@@ -130,3 +130,29 @@ def test_the_judge_verifies_candidates_against_stored_thumbnails(scene) -> None:
     # A gallery image without a readable thumbnail: the embedding threshold decides.
     missing = "b" * 64 + ".jpg"
     assert copy.is_copy(missing, 0.96) and not copy.is_copy(missing, 0.7)
+
+
+def test_a_results_page_verifies_only_its_best_candidates() -> None:
+    """Verifying reads and matches two images: a page verifies at most MARKS_VERIFIED."""
+    from types import SimpleNamespace
+
+    from app.copies.decision import CopyRule
+    from app.search.service import MARKS_VERIFIED, _copy_marks
+    from app.vectors.records import Hit
+
+    rule = CopyRule(threshold=0.9, candidate=0.7, verified=50.0)
+    asked: list[tuple[str, bool]] = []
+
+    def is_copy(key: str, score: float, *, verify_pair: bool = True) -> bool:
+        asked.append((key, verify_pair))
+        return rule.decide(score, lambda: 80.0 if verify_pair else None)
+
+    query = SimpleNamespace(judge=SimpleNamespace(rule=rule), is_copy=is_copy)
+    scores = [0.95, 0.85, 0.8, 0.75, 0.92, 0.6]
+    hits = [Hit(id=str(i), key=f"{i}.jpg", score=s, label="", metadata={})
+            for i, s in enumerate(scores)]
+    marks = _copy_marks(hits, query)  # type: ignore[arg-type]
+    verified = [key for key, verify_pair in asked if verify_pair]
+    assert verified == ["0.jpg", "1.jpg", "2.jpg"] and MARKS_VERIFIED == 3
+    # verified pairs pass on their score; the rest fall back to the 0.9 threshold
+    assert marks == [True, True, True, False, True, False]

@@ -112,10 +112,13 @@ class Query:
             self._features = verify.query_features(image) if image is not None else None
         return self._features
 
-    def is_copy(self, key: str, score: float) -> bool:
-        """Whether the gallery image ``key``, at embedding ``score``, is a copy of the query."""
+    def is_copy(self, key: str, score: float, *, verify_pair: bool = True) -> bool:
+        """Whether the gallery image ``key``, at embedding ``score``, is a copy of the query;
+        with ``verify_pair=False`` the embedding threshold alone decides."""
 
         def verified() -> float | None:
+            if not verify_pair:
+                return None
             query, other = self._query_features(), self.judge.gallery(key)
             if query is None or other is None:
                 return None

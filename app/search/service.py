@@ -171,10 +171,22 @@ def _why_empty(
     return "The gallery is empty."
 
 
+MARKS_VERIFIED = 3
+
+
 def _copy_marks(hits: list[Hit], query: CopyQuery) -> list[bool]:
-    """Which hits are copies of the query: the collection's decision (app/copies/decision.py),
-    verifying only the hits above its low candidate threshold."""
-    return [query.is_copy(h.key, h.score) for h in hits]
+    """Which hits are copies of the query: the collection's decision (app/copies/decision.py).
+
+    Verifying a pair reads and matches two images, so a results page verifies only its
+    best MARKS_VERIFIED candidates (those above the low candidate threshold); the
+    embedding threshold alone decides the rest, as it does without a verified rule.
+    """
+    floor, left, marks = query.judge.rule.floor, MARKS_VERIFIED, []
+    for hit in hits:  # best first
+        candidate = hit.score >= floor
+        marks.append(query.is_copy(hit.key, hit.score, verify_pair=candidate and left > 0))
+        left -= candidate
+    return marks
 
 
 def _matches(hits: list[Hit], offset: int = 0, copies: list[bool] | None = None) -> list[Match]:
