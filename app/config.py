@@ -132,6 +132,9 @@ class TestConfig(Config):
     RATELIMIT_MANAGE = ""
     PRECISION = "fp32"
     ENCODER_BACKEND = "torch"
+    # A job run in-process (the CLI runner) would lower the whole test process's
+    # priority for good, and every server it starts after that.
+    REINDEX_NICE = 0
 
 
 class ProductionConfig(Config):
