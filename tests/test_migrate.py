@@ -15,7 +15,7 @@ import pytest
 
 from app.vectors.connect import open_client
 from app.vectors.migrate import PROGRESS_PROPERTY, MigrationResult, migrate
-from app.vectors.records import Entry, ModelStamp
+from app.vectors.records import Entry, IndexParams, ModelStamp
 from app.vectors.store import VectorStore
 from tests.servers import milvus_server  # noqa: F401  (fixture)
 from tests.test_search import add_gallery, upload
@@ -25,6 +25,9 @@ pytestmark = pytest.mark.slow
 STAMP = ModelStamp("tiny", "f00d", 32)
 ROWS = 3000
 BATCH = 500
+# Searches that visit every row: two HNSW graphs (Lite's and the server's) may each
+# miss a different near-tie at the default ef, and the test compares their answers.
+SEARCH_ALL = IndexParams(ef=2 * ROWS)
 
 
 class Interrupted(Exception):
@@ -48,7 +51,7 @@ def gallery(n: int, *, seed: int = 0, start: int = 0) -> list[Entry]:
 @pytest.fixture
 def source(lite_server: str, collection_name: str) -> VectorStore:
     store = VectorStore(open_client(lite_server, timeout=30)[0], collection_name,
-                        lite=True, timeout=30)
+                        params=SEARCH_ALL, lite=True, timeout=30)
     collection = store.ensure(STAMP)
     for start in range(0, ROWS, 1000):
         store.upsert(gallery(ROWS)[start : start + 1000])
@@ -59,7 +62,7 @@ def source(lite_server: str, collection_name: str) -> VectorStore:
 @pytest.fixture
 def target(milvus_server: str, collection_name: str) -> VectorStore:  # noqa: F811
     return VectorStore(open_client(milvus_server, timeout=30)[0], collection_name,
-                       timeout=30)
+                       params=SEARCH_ALL, timeout=30)
 
 
 def interrupt_after(rows: int):  # type: ignore[no-untyped-def]
