@@ -11,6 +11,7 @@ A gallery image whose thumbnail cannot be read falls back to that threshold too.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from app.gallery.storage import ImageStore
 log = logging.getLogger(__name__)
 
 FEATURE_CACHE = 512  # gallery images whose features a judge keeps
+JUDGES_KEPT = 16  # rules (galleries, calibrations) a process keeps a judge for
 
 
 @dataclass(frozen=True)
@@ -70,21 +72,24 @@ class CopyJudge:
         self.rule = rule
         self.images = images
         self._cache: OrderedDict[str, verify.Features | None] = OrderedDict()
+        self._lock = threading.Lock()  # one judge serves a worker's request threads
 
     def gallery(self, key: str) -> verify.Features | None:
         """A gallery image's features, None when its thumbnail cannot be read."""
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
         found: verify.Features | None = None
         if self.images is not None:
             try:
                 found = verify.gallery_features(self.images, key)
             except (NotFound, InvalidImage, StorageUnavailable) as exc:
                 log.warning("copy verification cannot read %s: %s", key, exc.message)
-        self._cache[key] = found
-        if len(self._cache) > FEATURE_CACHE:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self._cache[key] = found
+            if len(self._cache) > FEATURE_CACHE:
+                self._cache.popitem(last=False)
         return found
 
     def query(self, image: Image.Image | None = None, key: str = "") -> Query:
@@ -128,8 +133,23 @@ class Query:
 
 
 def copy_judge() -> CopyJudge:
-    """The serving collection's judge, with the gallery's images (in an app context)."""
+    """The serving collection's judge, with the gallery's images (in an app context).
+
+    One judge per rule is kept for the process, so the features of gallery images it
+    verified serve later requests too (keys are content hashes: they never go stale);
+    a new calibration makes a new rule and so a fresh judge.
+    """
+    from flask import current_app
+
     from app.copies.threshold import current_calibration
     from app.extensions import images
 
-    return CopyJudge(CopyRule.of(current_calibration()), images())
+    rule = CopyRule.of(current_calibration())
+    judges: dict[CopyRule, CopyJudge] = current_app.extensions.setdefault(
+        "lookalike.copy_judges", {})
+    judge = judges.get(rule)
+    if judge is None:
+        if len(judges) >= JUDGES_KEPT:
+            judges.clear()
+        judge = judges.setdefault(rule, CopyJudge(rule, images()))
+    return judge
