@@ -113,16 +113,45 @@ def measure_model(name: str, path: Path, images: list, sizes: list[int],
             entry["roofline_fraction_batch1"] = entry["model_only"][1]["median"] * flops / peak
             entry["roofline_fraction_best"] = best["median"] * flops / peak
     result["roofline_images_per_s"] = peak / flops
+    if "model_only" in result["variants"].get("auto", {}):
+        result["auto_vs_torch"] = head_to_head(path, images, exports, quick=quick,
+                                               rounds=repeats + 2)
     if name == MOBILENET_V2:
         result["recall"] = recall(path, wanted, exports, quick)
     return result
 
 
+def head_to_head(path: Path, images: list, exports: Path, *, quick: bool,
+                 rounds: int) -> dict[str, Any]:
+    """auto against torch eager (the precision torch would serve), timed in turns.
+
+    The table's rows are measured minutes apart, and on a shared machine that drift
+    can exceed the gap between two backends; alternating them round by round puts
+    both under the same load, which is what "never slower than torch" needs.
+    """
+    encoders = {name: load(path, {"backend": name}, exports) for name in ("torch", "auto")}
+    out: dict[str, Any] = {"served_by": f"{encoders['auto'].backend} "
+                                        f"{encoders['auto'].backend_precision}"}
+    for size in [1, 4] if quick else [1, 8]:
+        pixels = encoders["torch"].preprocess(images[:size] * (size // len(images) + 1))[:size]
+        rates: dict[str, list[float]] = {name: [] for name in encoders}
+        for _ in range(rounds):
+            for name, encoder in encoders.items():
+                rates[name].append(images_per_second(
+                    lambda p=pixels, e=encoder: e.embed_pixels(p), size, reps=1).median)
+        ratios = [a / t for a, t in zip(rates["auto"], rates["torch"], strict=True)]
+        out[str(size)] = {"auto": Stat.of(rates["auto"]).as_dict(),
+                          "torch": Stat.of(rates["torch"]).as_dict(),
+                          "ratio": Stat.of(ratios).as_dict()}
+    return out
+
+
 def load(path: Path, settings: dict[str, Any], exports: Path) -> Encoder:
     """An Encoder for one variant; int8 and max-autotune are bench-only swaps."""
     encoder = Encoder.from_pretrained(
-        str(path), precision=settings.get("precision"), compile=bool(settings.get("compile")),
-        backend=settings.get("backend", "torch"), export_dir=exports)
+        str(path), precision=settings.get("precision", "auto"),
+        compile=bool(settings.get("compile")), backend=settings.get("backend", "torch"),
+        export_dir=exports)
     if settings.get("int8"):
         from app.model.backends.choose import load as load_runtime
 

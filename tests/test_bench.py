@@ -44,6 +44,9 @@ def test_the_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     markdown = (tmp_path / "report.md").read_text()
     backends = report["encoder-backends"]["models"]["dinov2-s14-random"]["variants"]
     assert {"torch fp32", "onnxruntime fp32", "auto"} <= set(backends)
+    failed = {name: v["error"] for name, v in backends.items()
+              if "error" in v and "requirements-backends.txt" not in v["error"]}
+    assert not failed, f"every backend installed here must run: {failed}"
     assert all(v["min_cosine_to_fp32"] >= 0.999 for v in backends.values() if "error" not in v)
     for heading in ("## 1. Encoder throughput", "## 1b. Encoder backends", "## 2. Query latency",
                     "## 3. Search scaling", "## 4. Ingest throughput",
