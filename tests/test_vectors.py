@@ -7,7 +7,7 @@ import pytest
 
 from app.exceptions import CollectionMismatch, NotFound, VectorStoreUnavailable
 from app.vectors.connect import open_client
-from app.vectors.filters import Filters
+from app.vectors.filters import Filters, MetadataCondition
 from app.vectors.records import Entry, ModelStamp
 from app.vectors.store import COUNT_SECONDS, VectorStore
 from tests.helpers import wait_until
@@ -106,7 +106,13 @@ def test_a_finished_index_is_the_one_searches_use(store: VectorStore) -> None:
     assert all(s.index_name == "vector" for s in segments if s.num_rows >= 1024)
 
 
-def test_a_filter_on_a_tenth_of_the_rows_finds_the_exact_top_k(store: VectorStore) -> None:
+@pytest.mark.parametrize("tenth_filter", [
+    Filters(labels=("tenth",)),  # checked on the hits' own labels
+    Filters(metadata=(MetadataCondition("part", ("tenth",)),)),  # checked by Milvus, by id
+], ids=["label", "metadata"])
+def test_a_filter_on_a_tenth_of_the_rows_finds_the_exact_top_k(
+    store: VectorStore, tenth_filter: Filters,
+) -> None:
     """The share where HNSW's filtered search loses recall on a server, whatever its ef;
     there the store takes the filter's matches among an unfiltered search, and adds the
     filtered search's when those are too few (queries far from the matching rows)."""
@@ -116,7 +122,8 @@ def test_a_filter_on_a_tenth_of_the_rows_finds_the_exact_top_k(store: VectorStor
         v = unit(i) + (towards if i % 10 == 0 else 0)
         return (v / np.linalg.norm(v)).astype(np.float32)
 
-    rows = [Entry(f"{i:064x}", vector(i), f"{i:064x}.jpg", "tenth" if i % 10 == 0 else "rest", {})
+    rows = [Entry(f"{i:064x}", vector(i), f"{i:064x}.jpg", "tenth" if i % 10 == 0 else "rest",
+                  {"part": "tenth" if i % 10 == 0 else "rest"})
             for i in range(2000)]
     for start in range(0, len(rows), 500):
         store.upsert(rows[start:start + 500])
@@ -127,9 +134,10 @@ def test_a_filter_on_a_tenth_of_the_rows_finds_the_exact_top_k(store: VectorStor
         near, away = (q / np.linalg.norm(q) for q in (unit(seed) + towards, unit(seed) - towards))
         for query in (near, away):
             expected = tenth[np.argsort(-(vectors[tenth] @ query))][:10]
-            hits = store.search(query, 5, offset=5, filters=Filters(labels=("tenth",)))
+            hits = store.search(query, 5, offset=5, filters=tenth_filter)
             got = [int(h.id, 16) for h in hits]
-            assert all(h.label == "tenth" and h.key == f"{int(h.id, 16):064x}.jpg" for h in hits)
+            assert all(h.label == "tenth" and h.key == f"{int(h.id, 16):064x}.jpg"
+                       and h.metadata == {"part": "tenth"} for h in hits)
             if query is near:  # enough matches among the unfiltered nearest: exact
                 assert got == expected[5:].tolist()
             else:  # HNSW's filtered search fills the page (as good as it gets)
@@ -221,3 +229,15 @@ def test_iterate_and_page_walk_every_row_whatever_order_they_were_inserted_in(
         walked += [e.id for e in page]
         after = page[-1].id
     assert walked == listed
+
+
+def test_a_hit_is_admitted_by_exact_label_and_id_alone() -> None:
+    """The over-fetch path checks labels and the excluded id on the hits themselves:
+    exact equality, nothing looser (a case or prefix difference is another label)."""
+    tenth = Filters(labels=("tenth", 'a" or label != "'), exclude_id="self")
+    assert tenth.checkable_on_hits()
+    assert tenth.admits("x", "tenth") and tenth.admits("x", 'a" or label != "')
+    assert not tenth.admits("x", "Tenth") and not tenth.admits("x", "tent")
+    assert not tenth.admits("self", "tenth")
+    assert Filters(exclude_id="self").admits("x", "anything")
+    assert not Filters(metadata=(MetadataCondition("part", ("tenth",)),)).checkable_on_hits()

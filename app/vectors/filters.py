@@ -48,6 +48,17 @@ class Filters:
         return " and ".join(f"({p})" for p in parts)
 
 
+    def checkable_on_hits(self) -> bool:
+        """True when :meth:`admits` can decide on a hit's id and label alone: no
+        metadata condition (JSON comparisons stay Milvus' to judge)."""
+        return not self.metadata
+
+    def admits(self, id_: str, label: str) -> bool:
+        """Whether a row with this id and label passes the label and id conditions:
+        exact string equality, as Milvus' ``in`` and ``!=`` compare."""
+        return (not self.labels or label in self.labels) and id_ != self.exclude_id
+
+
 def string_literal(text: str) -> str:
     """``text`` as a double-quoted Milvus string literal that reads back as ``text``."""
     return '"' + "".join(_ESCAPES.get(ch, ch) for ch in text) + '"'
