@@ -53,18 +53,21 @@ S3_SETTINGS = (
 
 
 LOCAL_START_TRIES = 3  # Ray gives a local raylet a fixed 30 s to register
+# How Ray reports a local start that missed one of its fixed deadlines: the raylet
+# registering, and the GCS server writing its port file.
+START_DEADLINES = ("timed out during startup", "Timed out waiting for file")
 
 
 def _start_local(ray: Any, temp: str, env: dict[str, Any]) -> None:
     """A local Ray for the run. On a busy machine its raylet can miss Ray's own start-up
-    deadline ("timed out during startup"); that start is shut down and tried again."""
+    deadlines (START_DEADLINES); that start is shut down and tried again."""
     for attempt in range(1, LOCAL_START_TRIES + 1):
         try:
             ray.init(include_dashboard=False, _temp_dir=temp, runtime_env=env,
                      log_to_driver=False)
             return
         except Exception as exc:  # Ray raises a bare Exception for this
-            if "timed out during startup" not in str(exc) or attempt == LOCAL_START_TRIES:
+            if not any(d in str(exc) for d in START_DEADLINES) or attempt == LOCAL_START_TRIES:
                 raise
             ray.shutdown()
 
