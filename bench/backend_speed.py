@@ -99,7 +99,7 @@ def measure_model(name: str, path: Path, images: list, sizes: list[int],
             "model_only": {}}
         run_sizes = [1, 8] if settings.get("compile") or settings.get("autotune") else sizes
         for size in run_sizes:
-            pixels = encoder.preprocess(images[:size] * (size // len(images) + 1))[:size]
+            pixels = encoder.preprocess(batch_of(images, size))
             entry["model_only"][size] = images_per_second(
                 lambda p=pixels, e=encoder: e.embed_pixels(p), size, reps=repeats).as_dict()
         result["variants"][variant] = entry
@@ -121,6 +121,11 @@ def measure_model(name: str, path: Path, images: list, sizes: list[int],
     return result
 
 
+def batch_of(images: list, size: int) -> list:
+    """``size`` images, the photos repeated as often as needed."""
+    return (images * (size // len(images) + 1))[:size]
+
+
 def head_to_head(path: Path, images: list, exports: Path, *, quick: bool,
                  rounds: int) -> dict[str, Any]:
     """auto against torch eager (the precision torch would serve), timed in turns.
@@ -133,7 +138,7 @@ def head_to_head(path: Path, images: list, exports: Path, *, quick: bool,
     out: dict[str, Any] = {"served_by": f"{encoders['auto'].backend} "
                                         f"{encoders['auto'].backend_precision}"}
     for size in [1, 4] if quick else [1, 8]:
-        pixels = encoders["torch"].preprocess(images[:size] * (size // len(images) + 1))[:size]
+        pixels = encoders["torch"].preprocess(batch_of(images, size))
         rates: dict[str, list[float]] = {name: [] for name in encoders}
         for _ in range(rounds):
             for name, encoder in encoders.items():

@@ -47,7 +47,6 @@ class Filters:
             parts.append(f"id != {string_literal(self.exclude_id)}")
         return " and ".join(f"({p})" for p in parts)
 
-
     def checkable_on_hits(self) -> bool:
         """True when :meth:`admits` can decide on a hit's id and label alone: no
         metadata condition (JSON comparisons stay Milvus' to judge)."""

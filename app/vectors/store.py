@@ -227,10 +227,10 @@ class VectorStore(Collections):
     def _overfetched(self, name: str, vector: np.ndarray, wanted: int, share: float,
                      filters: Filters, min_score: float | None) -> list[Hit]:
         """The filter's matches among an unfiltered search for enough hits to hold
-        ``wanted`` of them. Labels and ids are checked here on the hits' own fields;
-        a metadata condition is checked by Milvus, by id, on those hits only. Either
-        way no condition is evaluated over the whole collection, as a second filtered
-        query would be (Milvus 2.3 evaluates each side of an ``and`` on every row)."""
+        ``wanted`` of them. Labels and ids are checked here on the hits' own fields,
+        which spares a query whose condition Milvus 2.3 evaluates on every row (each
+        side of an ``and``); a metadata condition is still left to Milvus, by id, so
+        JSON comparisons keep one judge."""
         limit = min(MAX_FILTER_EF, math.ceil(OVERFETCH_FACTOR * wanted / share))
         if filters.checkable_on_hits():
             nearest = self._search(name, vector, limit, 0, "", limit, min_score)
