@@ -76,6 +76,44 @@ def test_consecutive_shelf_shots_of_one_product_do_not_verify_as_copies() -> Non
     assert score(first.resize((200, 200)), first) >= 40  # while a copy of one does
 
 
+def agreement_of(query: Image.Image, gallery: Image.Image) -> tuple[int, float]:
+    """Tight matches of the pair's fit and the share of its overlap whose pixels agree."""
+    plain = verify.query_features(verify.as_stored(query)).plain
+    other = verify.features(verify.as_stored(gallery))
+    found = verify.fit(plain, other)
+    assert found is not None
+    return found.tight, verify.agreement(plain, other, found.matrix)
+
+
+def test_a_subject_moved_before_a_still_camera_fits_tightly_but_is_not_a_copy(scene) -> None:
+    from PIL import ImageDraw
+    from skimage import data
+
+    w, h = scene.size
+    moved = scene.copy()  # the same background, something else in the middle
+    moved.paste(Image.fromarray(data.astronaut()).resize((w // 2, h // 2)), (w // 4, h // 4))
+    tight, agreed = agreement_of(moved, scene)
+    assert tight >= 100 and agreed < verify.AGREEMENT  # the keypoints alone would say copy
+    assert score(moved, scene) == 0
+    captioned = scene.copy()  # a copy with a caption: a few blocks differ
+    ImageDraw.Draw(captioned).text((20, 20), "COPYRIGHT 2026", fill="white", font_size=40)
+    assert agreement_of(captioned, scene)[1] >= 0.9
+    assert score(captioned, scene) >= 40
+
+
+@pytest.mark.skipif(not GROCERY.exists(), reason="the shared Grocery photos are absent")
+def test_a_product_turned_in_the_hand_before_the_same_shelf_is_not_a_copy() -> None:
+    folder = GROCERY / "train" / "Packages" / "Juice" / "Tropicana-Mandarin-Morning"
+    first, second = (
+        Image.open(folder / f"Tropicana-Mandarin-Morning_00{n}.jpg").convert("RGB") for n in (2, 3)
+    )
+    assert agreement_of(first, second)[0] >= 100  # the shelf behind is the same pixels
+    assert score(first, second) == 0
+    w, h = first.size
+    crop = first.crop((w // 16, h // 16, w, h * 7 // 8))
+    assert score(crop.resize((crop.width * 2 // 3, crop.height * 2 // 3)), first) >= 40
+
+
 def test_without_verification_the_embedding_threshold_decides() -> None:
     rule = CopyRule.of(Calibration(threshold=0.9))
     assert not rule.verifies and rule.floor == 0.9
