@@ -55,6 +55,20 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
+def roofline_precision() -> str:
+    """The precision of this CPU's fastest matmul: bf16 where it has bf16 matrix hardware
+    (AVX512-BF16, AMX), else fp32. Without that hardware torch emulates bf16 matmuls
+    (BENCHMARKS.md, 1b), so their rate is no roofline and is not measured."""
+    from app.model.encoder import bf16_supported
+
+    return "bf16" if bf16_supported("cpu") else "fp32"
+
+
+def roofline_gflops() -> float:
+    """The best dense matmul rate now, in :func:`roofline_precision`."""
+    return matmul_gflops(torch.bfloat16 if roofline_precision() == "bf16" else torch.float32)
+
+
 def matmul_gflops(dtype: torch.dtype, *, size: int = 2048, reps: int = 5) -> float:
     """Best dense matmul rate seen in ``reps`` tries: the machine's practical peak now."""
     a = torch.randn(size, size).to(dtype)

@@ -82,8 +82,10 @@ def encoder(e: dict[str, Any]) -> list[str]:
     for name, model in e["models"].items():
         peaks = model["peak_gflops"]
         out += [f"### {name} ({model['gflop_per_image']:.2f} GFLOP/image)", "",
-                f"Matmul peak this run: fp32 {fmt(peaks['fp32'], 0)} GFLOP/s, bf16 {fmt(peaks['bf16'], 0)} GFLOP/s. "
-                f"Naive pipeline: {fmt(model['naive'])} images/s.", ""]
+                f"Matmul peak this run: fp32 {fmt(peaks['fp32'], 0)} GFLOP/s, "
+                + (f"bf16 {fmt(peaks['bf16'], 0)} GFLOP/s. " if "bf16" in peaks else
+                   "bf16 not measured (no bf16 matrix hardware: torch emulates it). ")
+                + f"Naive pipeline: {fmt(model['naive'])} images/s.", ""]
         sizes = e["batch_sizes"]
         out.append("| mode | " + " | ".join(f"batch {s}" for s in sizes)
                    + " | roofline (img/s) | fraction @1 | fraction best | pipeline img/s | × naive | min cos to fp32 |")
@@ -125,15 +127,17 @@ def backends(b: dict[str, Any]) -> list[str]:
         "no bf16 matrix hardware"
     out = ["## 1b. Encoder backends", "", *measured_by(b.get("run")),
            f"CPU vendor {cpu['vendor']} ({matrix}). Model-only images/s through `Encoder` "
-           "(`LOOKALIKE_ENCODER_BACKEND`, `LOOKALIKE_PRECISION`); the fraction is of the bf16 "
-           "roofline (best 2048³ bf16 matmul around the runs / FLOPs per image) for every "
-           "variant, fp32 ones included. *auto* is what `LOOKALIKE_ENCODER_BACKEND=auto` picks "
+           "(`LOOKALIKE_ENCODER_BACKEND`, `LOOKALIKE_PRECISION`); the fraction is of the "
+           "roofline (best 2048³ matmul around the runs / FLOPs per image, in bf16 where the CPU "
+           "has bf16 hardware, else in fp32) for every variant. *auto* is what "
+           "`LOOKALIKE_ENCODER_BACKEND=auto` picks "
            "on this machine (faster than torch eager at batch 1 and at the ingest batch, or torch).",
            ""]
     for name, model in b["models"].items():
         sizes = b["batch_sizes"]
-        out += [f"### {name} ({model['gflop_per_image']:.2f} GFLOP/image; bf16 peak "
-                f"{fmt(model['peak_bf16_gflops'], 0)} GFLOP/s, roofline "
+        peak, precision = _roofline(model)
+        out += [f"### {name} ({model['gflop_per_image']:.2f} GFLOP/image; {precision} peak "
+                f"{fmt(peak, 0)} GFLOP/s, roofline "
                 f"{model['roofline_images_per_s']:.1f} img/s)", "",
                 "| variant | runs as | " + " | ".join(f"batch {s}" for s in sizes)
                 + " | fraction @1 | fraction best | min cos to fp32 | Recall@1 (points vs fp32) |",
@@ -157,12 +161,20 @@ def backends(b: dict[str, Any]) -> list[str]:
         if "queries" in recall:
             out += ["", f"Recall@1: Grocery test → train, {recall['queries']} queries, "
                     f"{recall['gallery']} gallery images, exact search."]
-        out += ["", *_auto_verdict(name, model["variants"], model.get("auto_vs_torch")), ""]
+        out += ["", *_auto_verdict(name, model["variants"], model.get("auto_vs_torch"),
+                                   precision), ""]
     return out
 
 
+def _roofline(model: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The peak and its precision (reports before fp32 rooflines had only a bf16 one)."""
+    if "peak_gflops" in model:
+        return model["peak_gflops"], model.get("roofline_precision", "bf16")
+    return model["peak_bf16_gflops"], "bf16"
+
+
 def _auto_verdict(name: str, variants: dict[str, Any],
-                  turns: dict[str, Any] | None = None) -> list[str]:
+                  turns: dict[str, Any] | None = None, precision: str = "bf16") -> list[str]:
     """Issue 23's goals for what auto picks: roofline fractions, never slower than torch
     (from the head-to-head timed in turns where the run has one)."""
     auto = variants.get("auto", {})
@@ -190,7 +202,7 @@ def _auto_verdict(name: str, variants: dict[str, Any],
                  f"({verdict(slowest >= 1)}: never slower than torch eager)."]
     if name == VIT_S14:
         lines.append(
-            f"- Goal: ≥ 0.4 of the bf16 roofline at batch 1 and ≥ 0.6 at the best batch: "
+            f"- Goal: ≥ 0.4 of the {precision} roofline at batch 1 and ≥ 0.6 at the best batch: "
             f"{auto['roofline_fraction_batch1']:.2f} and {auto['roofline_fraction_best']:.2f} "
             f"→ {verdict(auto['roofline_fraction_batch1'] >= 0.4)} and "
             f"{verdict(auto['roofline_fraction_best'] >= 0.6)}.")
@@ -335,7 +347,9 @@ def ingest(i: dict[str, Any]) -> list[str]:
             f"- Ingest: {fmt(i['ingest_images_per_s'])} images/s; encoder alone: {fmt(i['encoder_only_images_per_s'])} images/s.",
             f"- Ratio {fmt(ratio, 2)}; target ≥ {TARGETS['ingest_ratio']} → {verdict(ratio['median'] >= TARGETS['ingest_ratio'])}.",
             f"- Peak resident memory of a process ingesting {sizes[0]} photos: {peaks[sizes[0]]:.0f} MB; "
-            f"{sizes[-1]} photos: {peaks[sizes[-1]]:.0f} MB (×{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}).", ""]
+            f"{sizes[-1]} photos: {peaks[sizes[-1]]:.0f} MB (×{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}).",
+            *[f"- A memory run failed once and was repeated: {error.splitlines()[-1] if error else ''}"
+              for error in i.get("peak_rss_failures", [])], ""]
 
 
 def box(b: dict[str, Any]) -> list[str]:

@@ -139,6 +139,24 @@ def test_precision_auto_follows_the_hardware(tiny_model_dir: Path) -> None:
         Encoder.from_pretrained(str(tiny_model_dir), precision="fp8")
 
 
+@pytest.mark.parametrize("hardware", [True, False])
+def test_explicit_bf16_warns_where_the_cpu_would_emulate_it(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    hardware: bool,
+) -> None:
+    import app.model.encoder as encoder_module
+
+    monkeypatch.setattr(encoder_module, "bf16_supported", lambda device: hardware)
+    with caplog.at_level("WARNING", logger="app.model.encoder"):
+        Encoder.from_pretrained(str(tiny_model_dir), precision="bf16", device="cpu")
+    assert ("emulates it" in caplog.text) is (not hardware)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="app.model.encoder"):  # auto picks fp32 there
+        encoder = Encoder.from_pretrained(str(tiny_model_dir), precision="auto", device="cpu")
+    assert encoder.precision == ("bf16" if hardware else "fp32")
+    assert "emulates it" not in caplog.text
+
+
 def test_precision_auto_keeps_convolutional_models_in_fp32_on_the_cpu(tmp_path: Path) -> None:
     """bf16 moved MobileNetV2's embeddings to cosine 0.998 (BENCHMARKS.md): auto stays fp32."""
     from transformers import MobileNetV2Config, MobileNetV2Model

@@ -144,6 +144,10 @@ class Encoder:
     ) -> None:
         transformer = hasattr(getattr(backbone, "config", None), "num_attention_heads")
         self.precision = resolve_precision(precision, device, transformer=transformer)
+        if self.precision != "fp32" and backend == "torch" and not bf16_supported(device):
+            log.warning("precision %s on a CPU without bf16 matrix hardware (AVX512-BF16 or "
+                        "AMX): torch emulates it, many times slower than fp32; "
+                        "LOOKALIKE_PRECISION=auto picks fp32 here", self.precision)
         self.preprocess = preprocess
         self.name = name
         self.device = device
