@@ -213,6 +213,39 @@ def test_a_released_collection_is_loaded_again_when_used(store: VectorStore) -> 
     assert store.get(f"{3:064x}").key == f"{3:064x}.jpg"
 
 
+@pytest.mark.parametrize("failures", [1, 3])
+def test_a_failed_lite_flush_is_tried_again_and_then_reported(
+    store: VectorStore, monkeypatch: pytest.MonkeyPatch, failures: int
+) -> None:
+    """Lite's flush once failed reading an index file its background build was writing
+    (CI): it is repeated, and only a flush that keeps failing makes the index unavailable."""
+    from pymilvus import MilvusException
+
+    import app.vectors.lifecycle as lifecycle
+
+    if not store.lite:
+        pytest.skip("only Milvus Lite's flush is tried again")
+    monkeypatch.setattr(lifecycle, "FLUSH_BACKOFF_S", 0.0)
+    store.upsert(entries(5))
+    real_flush, calls = store.client.flush, []
+
+    def flaky_flush(*args, **kwargs):
+        calls.append(args)
+        if len(calls) <= failures:  # the error Lite raised, on the real server's call path
+            raise MilvusException(message="Error in void faiss::read_xb_vector: read error")
+        return real_flush(*args, **kwargs)
+
+    monkeypatch.setattr(store.client, "flush", flaky_flush)
+    target = store.resolve()
+    if failures == 1:  # the failure seen: once
+        assert store.wait_for_index(target, serving=False) == "finished"
+        assert len(calls) == 2 and store.count() == 5
+    else:  # one that keeps failing is reported after a few tries, not retried forever
+        with pytest.raises(VectorStoreUnavailable, match="flushing failed: .*read error"):
+            store.wait_for_index(target, serving=False)
+        assert len(calls) == lifecycle.FLUSH_ATTEMPTS == failures
+
+
 def test_iterate_and_page_walk_every_row_whatever_order_they_were_inserted_in(
     store: VectorStore,
 ) -> None:

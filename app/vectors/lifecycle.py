@@ -10,6 +10,7 @@ vectors from different models are never compared.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,6 +37,10 @@ SERVED_PROPERTY = "lookalike.served"
 # Milvus builds no index on a sealed segment smaller than this
 # (indexCoord.segment.minSegmentNumRowsToEnableIndex): it is searched exactly.
 MIN_INDEXED_SEGMENT_ROWS = 1024
+FLUSH_ATTEMPTS = 3  # Milvus Lite's transient flush failures (Collections._flush)
+FLUSH_BACKOFF_S = 1.0
+
+log = logging.getLogger(__name__)
 
 
 class Collections:
@@ -207,6 +212,25 @@ class Collections:
 
     # -- rows -----------------------------------------------------------------------
 
+    def _flush(self, name: str, timeout: float) -> None:
+        """Persist pending rows of ``name``, tried again where Milvus Lite fails transiently.
+
+        Flushing is maintenance, not a request: a server may take longer than the
+        request timeout (seen: > 3 s on Milvus 2.3), so it gets the wait's. Lite's
+        flush once failed reading an index file its own background build was still
+        writing (faiss "read error ... Resource temporarily unavailable", in CI, after
+        a job killed while indexing); a flush is idempotent, so it is tried again.
+        """
+        for attempt in range(FLUSH_ATTEMPTS):
+            try:
+                self.client.flush(name, timeout=timeout)
+                return
+            except MilvusException as exc:
+                if not self.lite or attempt + 1 == FLUSH_ATTEMPTS or "not found" in str(exc):
+                    raise
+                log.warning("flushing %s failed (%s); trying again", name, exc.message)
+                time.sleep(FLUSH_BACKOFF_S * (attempt + 1))  # let Lite's build finish the file
+
     @milvus_call("flushing")
     def wait_for_index(
         self,
@@ -227,9 +251,7 @@ class Collections:
         the serving one we say that it is still building rather than block.
         """
         name = collection or self.alias
-        # Flushing is maintenance, not a request: a server may take longer than the
-        # request timeout (seen: > 3 s on Milvus 2.3), so it gets the wait's.
-        self.client.flush(name, timeout=timeout)
+        self._flush(name, timeout)
         if self.lite:
             if serving:
                 return "background (Milvus Lite)"
