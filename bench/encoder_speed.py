@@ -4,8 +4,8 @@ For each model: FLOPs per image (counted by torch), the machine's fp32 matmul
 peak (and bf16, where the CPU has bf16 hardware) measured around the model's runs,
 images/s of the model alone at each batch size and of the whole embed path
 (preprocess + model), for each precision mode, and the naive pipeline of reference
-systems (HF processor + model, fp32, one image at a time). Faster modes are checked for embedding
-cosine to fp32 and for Recall@1 on the real Grocery split.
+systems (HF processor + model, fp32, one image at a time). Faster modes are checked
+for embedding cosine to fp32 and for Recall@1 on the real Grocery split.
 """
 
 from __future__ import annotations

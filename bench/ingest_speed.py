@@ -105,19 +105,25 @@ def peak_memory(uri: str, count: int, workdir: Path, failures: list[str]) -> flo
     A child that fails is tried once more and its error kept in ``failures`` (the
     report shows it); one that fails twice fails the suite with its traceback.
     """
-    for attempt in range(2):
-        result = subprocess.run(
-            [sys.executable, "-m", "bench.ingest_speed", uri, str(count), str(workdir)],
-            cwd=ROOT, capture_output=True, text=True, check=False,
-        )
-        if result.returncode == 0:
-            return float(json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mb"])
-        error = (f"ingesting {count} photos in a fresh process failed "
-                 f"(exit {result.returncode}):\n{result.stderr[-4000:]}")
-        if attempt:
-            raise RuntimeError(error)
-        failures.append(error)
-    raise AssertionError("unreachable")
+    result = _ingest_in_child(uri, count, workdir)
+    if result.returncode != 0:
+        failures.append(_failure(count, result))
+        result = _ingest_in_child(uri, count, workdir)
+        if result.returncode != 0:
+            raise RuntimeError(_failure(count, result))
+    return float(json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mb"])
+
+
+def _ingest_in_child(uri: str, count: int, workdir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.ingest_speed", uri, str(count), str(workdir)],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )
+
+
+def _failure(count: int, result: subprocess.CompletedProcess[str]) -> str:
+    return (f"ingesting {count} photos in a fresh process failed "
+            f"(exit {result.returncode}):\n{result.stderr[-4000:]}")
 
 
 if __name__ == "__main__":

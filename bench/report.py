@@ -348,7 +348,7 @@ def ingest(i: dict[str, Any]) -> list[str]:
             f"- Ratio {fmt(ratio, 2)}; target ≥ {TARGETS['ingest_ratio']} → {verdict(ratio['median'] >= TARGETS['ingest_ratio'])}.",
             f"- Peak resident memory of a process ingesting {sizes[0]} photos: {peaks[sizes[0]]:.0f} MB; "
             f"{sizes[-1]} photos: {peaks[sizes[-1]]:.0f} MB (×{peaks[sizes[-1]] / peaks[sizes[0]]:.2f}).",
-            *[f"- A memory run failed once and was repeated: {error.splitlines()[-1] if error else ''}"
+            *[f"- A memory run failed once and was repeated: {error.splitlines()[-1]}"
               for error in i.get("peak_rss_failures", [])], ""]
 
 

@@ -35,7 +35,7 @@ def milvus_call(what: str) -> Callable:
                     store.client.load_collection(target, timeout=store.maintenance_timeout)
                     return func(*args, **kwargs)
             except MilvusException as exc:
-                if _is_missing(exc):
+                if is_missing(exc):
                     raise
                 raise VectorStoreUnavailable(
                     f"The search index is unavailable ({what} failed: {exc.message}). "
@@ -71,6 +71,7 @@ def _released_name(exc: MilvusException) -> str | None:
     return match.group(1) if match else None
 
 
-def _is_missing(exc: MilvusException) -> bool:
+def is_missing(exc: MilvusException) -> bool:
+    """Whether Milvus says the collection, alias or row does not exist."""
     text = str(exc).lower()
     return "not found" in text or "not exist" in text or "can't find" in text

@@ -20,7 +20,7 @@ from pymilvus import DataType, MilvusClient, MilvusException
 from pymilvus.client.types import LoadState
 
 from app.exceptions import CollectionMismatch, NotFound
-from app.vectors.calls import milvus_call
+from app.vectors.calls import is_missing, milvus_call
 from app.vectors.records import (
     ID_LENGTH,
     KEY_LENGTH,
@@ -216,7 +216,7 @@ class Collections:
         """Persist pending rows of ``name``, tried again where Milvus Lite fails transiently.
 
         Flushing is maintenance, not a request: a server may take longer than the
-        request timeout (seen: > 3 s on Milvus 2.3), so it gets the wait's. Lite's
+        request timeout, so it gets the wait's. Lite's
         flush once failed reading an index file its own background build was still
         writing (faiss "read error ... Resource temporarily unavailable", in CI, after
         a job killed while indexing); a flush is idempotent, so it is tried again.
@@ -226,7 +226,7 @@ class Collections:
                 self.client.flush(name, timeout=timeout)
                 return
             except MilvusException as exc:
-                if not self.lite or attempt + 1 == FLUSH_ATTEMPTS or "not found" in str(exc):
+                if not self.lite or attempt + 1 == FLUSH_ATTEMPTS or is_missing(exc):
                     raise
                 log.warning("flushing %s failed (%s); trying again", name, exc.message)
                 time.sleep(FLUSH_BACKOFF_S * (attempt + 1))  # let Lite's build finish the file
