@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def _measured(run: dict[str, Any] | None) -> list[str]:
-    from bench.report import measured_by
-
-    return measured_by(run)
+from bench.report_format import measured_by
 
 
 def duplicates(d: dict[str, Any]) -> list[str]:
     lines = [
         "## 9. Duplicates: the pass over a whole gallery",
         "",
-        *_measured(d.get("run")),
+        *measured_by(d.get("run")),
         f"Synthetic {d['dim']}-d vectors in clusters (neighbours similar but below the "
         f"threshold), {d['planted_share']:.0%} of them a planted copy of another (cosine "
         f"about 0.99); threshold {d['threshold']}. `exact` = every vector in memory, one "
@@ -42,7 +38,7 @@ def duplicates(d: dict[str, Any]) -> list[str]:
 
 
 def copies(c: dict[str, Any]) -> list[str]:
-    head = ["## 9b. Copy detection on real photos", "", *_measured(c.get("run"))]
+    head = ["## 9b. Copy detection on real photos", "", *measured_by(c.get("run"))]
     if "skipped" in c:
         return [*head, f"Skipped: {c['skipped']}.", ""]
     cal, test = c["calibration"], c["test"]
