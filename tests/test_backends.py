@@ -87,6 +87,20 @@ def test_each_backend_embeds_the_real_mobilenet_like_torch_fp32(
     assert min_cosine(encoder.embed(images), reference) >= MIN_COSINE
 
 
+@pytest.mark.skipif(not installed("openvino"), reason=f"OpenVINO is not installed: {INSTALL}")
+def test_openvino_leaves_its_threads_unpinned_so_the_workers_of_a_server_spread_over_cores(
+    tiny_model_dir: Path, exports: Path, images
+) -> None:
+    # OpenVINO's default pins every process's stream to the same first cores: two
+    # gunicorn workers then share one core (bench/http_speed.py shows it, see
+    # docs/performance-backends.md). Only the setting can be checked here.
+    encoder = Encoder.from_pretrained(str(tiny_model_dir), precision="fp32", backend="openvino",
+                                      export_dir=exports)
+    compiled = encoder.runtime._compiled  # type: ignore[union-attr]
+    assert compiled.get_property("ENABLE_CPU_PINNING") is False
+    assert encoder.embed(images[:1]).shape[0] == 1
+
+
 @pytest.fixture(scope="module")
 def exported_with_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model directory in the trainer's export format: backbone + MLP head + manifest."""

@@ -56,8 +56,27 @@ def _compress_int8(model: Any) -> Any:
     return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
 
 
+def compile_config(precision: str, threads: int, *, pinning: bool = False) -> dict[str, Any]:
+    """The CPU plugin's settings: one stream using ``threads`` (latency mode).
+
+    Threads are not pinned to cores: OpenVINO pins each process's stream to the
+    same first cores, so the workers of one server would share a core and leave
+    the others idle (``python -m bench.openvino_pinning``,
+    docs/performance-backends.md).
+    """
+    config: dict[str, Any] = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": 1,
+        "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
+        "ENABLE_CPU_PINNING": pinning,
+    }
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    return config
+
+
 class OpenVinoRuntime:
-    """A compiled OpenVINO model: one stream using the given threads (latency mode)."""
+    """A compiled OpenVINO model, compiled with ``compile_config``."""
 
     backend = NAME
 
@@ -65,14 +84,8 @@ class OpenVinoRuntime:
         import openvino as ov
 
         self.precision = precision
-        config: dict[str, Any] = {
-            "PERFORMANCE_HINT": "LATENCY",
-            "NUM_STREAMS": 1,
-            "INFERENCE_PRECISION_HINT": "f32" if precision == "fp32" else "bf16",
-        }
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = threads
-        self._compiled = ov.Core().compile_model(str(folder / XML), "CPU", config)
+        self._compiled = ov.Core().compile_model(str(folder / XML), "CPU",
+                                                 compile_config(precision, threads))
         self._request = self._compiled.create_infer_request()
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
