@@ -3,6 +3,7 @@ safely; ``auto`` falls back to torch and never picks a backend slower than it.""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sys
 from pathlib import Path
@@ -239,6 +240,18 @@ def test_auto_picks_only_a_backend_faster_than_torch_at_both_sizes() -> None:
                      "onnxruntime": Speed(45, 66)}) == "openvino"
 
 
+def _lock_held(folder: Path) -> bool:
+    """Whether another open file holds the auto decision's lock (flock is per open file)."""
+    (lock,) = folder.glob("auto-*.lock")
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
 @pytest.mark.parametrize("backend", [ONNXRUNTIME])
 def test_auto_decides_once_per_machine_and_model_and_reuses_the_decision(
     backend: str, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path, images
@@ -246,9 +259,21 @@ def test_auto_decides_once_per_machine_and_model_and_reuses_the_decision(
     from app.model.backends import choose
 
     hide(monkeypatch, "openvino")  # only ONNX Runtime against torch, which runs fp32 here
+    exports = tmp_path / "exports"  # not there yet: the first worker creates it
+    loads: list[tuple[str, bool]] = []  # (backend, decision lock held while it loaded)
+    real_load = choose.load
+
+    def watched_load(name: str, spec, precision=None):  # type: ignore[no-untyped-def]
+        loads.append((name, _lock_held(exports)))
+        return real_load(name, spec, precision)
+
+    monkeypatch.setattr(choose, "load", watched_load)
     first = Encoder.from_pretrained(str(tiny_model_dir), precision="fp32", backend="auto",
-                                    export_dir=tmp_path)
-    (decision,) = tmp_path.glob("auto-*.json")
+                                    export_dir=exports)
+    # Candidates compile under the lock, so a sibling worker cannot compile beside the timing.
+    assert loads == [("onnxruntime", True)]
+    loads.clear()
+    (decision,) = exports.glob("auto-*.json")
     saved = json.loads(decision.read_text())
     assert saved["picked"] == first.backend
     assert set(saved["figures"]) == {"torch", "onnxruntime"}
@@ -259,9 +284,11 @@ def test_auto_decides_once_per_machine_and_model_and_reuses_the_decision(
 
     monkeypatch.setattr(choose, "_measure", no_measuring)
     again = Encoder.from_pretrained(str(tiny_model_dir), precision="fp32", backend="auto",
-                                    export_dir=tmp_path)
+                                    export_dir=exports)
     assert again.backend == first.backend
-    assert served_by("auto", tmp_path, first.fingerprint).startswith(first.backend + " fp32")
+    # A worker that finds the decision loads only the backend it names, outside the lock.
+    assert loads == ([] if first.backend == "torch" else [(first.backend, False)])
+    assert served_by("auto", exports, first.fingerprint).startswith(first.backend + " fp32")
 
 
 def test_health_and_index_status_say_which_backend_and_precision_serve(make_app) -> None:

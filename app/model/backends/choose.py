@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import tempfile
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,23 +115,62 @@ def candidates(spec: ModelSpec) -> list[str]:
 
 
 def _auto(spec: ModelSpec) -> Runtime | None:
-    loaded: list[Runtime] = []
+    """The decided runtime, measured once per machine and model under a lock.
+
+    The lock is taken before any candidate is exported or compiled: a sibling
+    worker compiling beside the one measuring would slow the candidates it times.
+    A worker that finds the decision loads only the backend it names.
+    """
+    installed = _installed(spec)
+    if not installed:
+        return None
+    decision = _decision_path(spec, installed)
+    if decision is None:
+        picked, loaded = _decide(spec, installed)
+        return loaded.get(picked)
+    decision.parent.mkdir(parents=True, exist_ok=True)
+    with export_cache.locked(decision.with_suffix(".lock")):
+        picked = _read_decision(decision)
+        if picked is None:
+            picked, loaded = _decide(spec, installed, decision)
+            log.info("auto: the encoder runs on %s", picked)
+            return loaded.get(picked)
+    log.info("auto: the encoder runs on %s (decided before)", picked)
+    if picked == "torch":
+        return None
+    try:
+        return load(picked, spec)
+    except BackendUnavailable as error:
+        log.warning("auto: %s was decided but cannot load now (%s); torch serves", picked, error)
+        return None
+
+
+def _installed(spec: ModelSpec) -> list[tuple[str, str]]:
+    """(backend, version) of the candidates whose package imports."""
+    found = []
     for backend in candidates(spec):
         try:
-            loaded.append(load(backend, spec))
+            found.append((backend, _module(backend).version()))
         except BackendUnavailable as error:
             log.info("auto: %s left out: %s", backend, error)
-    if not loaded:
-        return None
-    decision = _decision_path(spec, loaded)
-    with export_cache.locked(decision.with_suffix(".lock")) if decision else nullcontext():
-        picked = _read_decision(decision) if decision else None
-        if picked is None:
-            picked, figures = _measure(spec, loaded)
-            if decision:
-                _write_decision(decision, picked, figures)
-    log.info("auto: the encoder runs on %s", picked)
-    return next((r for r in loaded if r.backend == picked), None)
+    return found
+
+
+def _decide(spec: ModelSpec, installed: list[tuple[str, str]],
+            decision: Path | None = None) -> tuple[str, dict[str, Runtime]]:
+    """Load every installed candidate, time them against torch, save the pick."""
+    loaded: dict[str, Runtime] = {}
+    for backend, _version in installed:
+        try:
+            loaded[backend] = load(backend, spec)
+        except BackendUnavailable as error:
+            log.info("auto: %s left out: %s", backend, error)
+    if not loaded:  # nothing to time: torch serves, and the next start tries again
+        return "torch", loaded
+    picked, figures = _measure(spec, list(loaded.values()))
+    if decision is not None:
+        _write_decision(decision, picked, figures)
+    return picked, loaded
 
 
 def _measure(spec: ModelSpec, loaded: list[Runtime]) -> tuple[str, dict[str, Any]]:
@@ -170,12 +208,13 @@ def _fastest(timed: dict[str, Speed]) -> str:
     return best
 
 
-def _decision_path(spec: ModelSpec, loaded: list[Runtime]) -> Path | None:
+def _decision_path(spec: ModelSpec, installed: list[tuple[str, str]]) -> Path | None:
     if spec.export_dir is None:
         return None
     cpu = _cpu_name()
     key = json.dumps([cpu, spec.threads, spec.batch_size, spec.precision, torch.__version__,
-                      [(r.backend, r.precision, _module(r.backend).version()) for r in loaded]])
+                      [(backend, runtime_precision(backend, spec.precision), version)
+                       for backend, version in installed]])
     digest = hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
     return spec.export_dir / f"auto-{spec.fingerprint}-{digest}.json"
 
