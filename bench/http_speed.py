@@ -87,15 +87,18 @@ def run(workdir: Path, *, uri: str, backend: str, gallery: int, quick: bool, cor
         }
     finally:
         server.stop()
-    single_s = single_image_encode_s(model_dir, images)
+    single_s = single_image_encode_s(model_dir, images, encoder_backend,
+                                     workdir / "encoder-exports")
     out["single_image_encode_ms"] = single_s * 1000
     out["concurrency_target"] = 0.9 * cores / single_s
     out["concurrency_ratio"] = out["concurrency"][8]["requests_per_s"] / (cores / single_s)
     return out
 
 
-def single_image_encode_s(model_dir: Path, images: list[bytes], reps: int = 40) -> float:
-    """Median time to encode one photo (preprocess + model) with one torch thread.
+def single_image_encode_s(model_dir: Path, images: list[bytes], backend: str = "torch",
+                          export_dir: Path | None = None, reps: int = 40) -> float:
+    """Median time to encode one photo (preprocess + model) with one thread, on the
+    encoder backend the server ran (its export and ``auto`` decision reused).
 
     Measured here, on this process's main thread, not from a server's timings:
     ``cores / this`` is what a perfect server would sustain with every core busy
@@ -106,7 +109,8 @@ def single_image_encode_s(model_dir: Path, images: list[bytes], reps: int = 40) 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        encoder = Encoder.from_pretrained(str(model_dir))
+        encoder = Encoder.from_pretrained(str(model_dir), backend=backend,
+                                          export_dir=export_dir)
         photos = [decode(data).image for data in images]
         for photo in photos[:5]:
             encoder.embed([photo])

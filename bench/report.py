@@ -119,7 +119,7 @@ def latency(runs: dict[str, Any]) -> list[str]:
             out.append(f"| {clients} | {c['requests']} | {c['errors']} | {c['requests_per_s']:.2f} | "
                        f"{c['p50_ms']:.0f} | {c['p95_ms']:.0f} | {_cpu_split(c.get('cpu_ms_per_request'))} |")
         out += ["", f"- Target: throughput at 8 clients ≥ 0.9 × cores / single-image encode time "
-                f"(encode {r['single_image_encode_ms']:.1f} ms: one photo, preprocess + model, one torch thread, measured by the bench process; "
+                f"(encode {r['single_image_encode_ms']:.1f} ms: one photo, preprocess + model, one thread, on the encoder backend served, measured by the bench process; "
                 f"target {r['concurrency_target']:.2f} requests/s): ratio {r['concurrency_ratio']:.2f} of cores/encode "
                 f"→ {verdict(r['concurrency_ratio'] >= TARGETS['concurrency_ratio'])}.",
                 *_cpu_budget(r), ""]
